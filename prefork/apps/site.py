@@ -1,0 +1,93 @@
+"""The built-in site, served when no APP is given: a home page and the benchmark routes.
+
+Routes answer on the Reactor thread with whole responses; the serialized header lines that
+never change are built once.
+"""
+
+from __future__ import annotations
+
+import orjson
+
+_PLAIN = b"Content-Type: text/plain\r\nContent-Length: 13\r\n"
+_HELLO = b"Hello, World!"
+_JSON = b"Content-Type: application/json\r\nContent-Length: %d\r\n"
+_HTML = b"Content-Type: text/html; charset=utf-8\r\nContent-Length: %d\r\n"
+_TEXT = b"Content-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n"
+_SAFE_METHODS = (b"GET", b"HEAD")
+
+HOME = b"""<!doctype html>
+<html lang="en">
+<head><meta charset="utf-8"><title>prefork</title>
+<style>body{font-family:system-ui,sans-serif;max-width:42rem;margin:3rem auto;padding:0 1rem;line-height:1.5}
+code{background:#f3f3f3;padding:0 .25rem}</style></head>
+<body>
+<h1>prefork is running</h1>
+<p>A multi-process, multi-reactor HTTP/1.1 server for Python: a master process binds the sockets
+and forks one worker per CPU; each worker runs its own epoll Reactor.</p>
+<p>This is the built-in site. Serve your own WSGI application with <code>prefork module:app</code>.</p>
+<h2>Routes</h2>
+<ul>
+<li><a href="/plaintext">/plaintext</a>: <code>Hello, World!</code> as text/plain</li>
+<li><a href="/json">/json</a>: a JSON message</li>
+<li><code>/echo</code>: the request body back, with its Content-Type (any method)</li>
+</ul>
+</body>
+</html>
+"""
+
+
+class Site:
+    """Routes of the built-in site; `handle(conn, request, body)` is the worker's request handler."""
+
+    def __init__(self, config):
+        self.config = config
+        self.routes = {
+            b"/": self.home,
+            b"/plaintext": self.plaintext,
+            b"/json": self.json,
+            b"/echo": self.echo,
+        }
+
+    def handle(self, conn, request, body) -> None:
+        target = request.target
+        route = self.routes.get(target)
+        if route is None:
+            path = target.partition(b"?")[0]
+            route = self.routes.get(path, self.not_found)
+        route(conn, request, body)
+
+    @staticmethod
+    def plaintext(conn, request, body) -> None:
+        if request.method in _SAFE_METHODS:
+            conn.respond(200, _PLAIN, _HELLO)
+        else:
+            method_not_allowed(conn)
+
+    @staticmethod
+    def json(conn, request, body) -> None:
+        if request.method in _SAFE_METHODS:
+            payload = orjson.dumps({"message": "Hello, World!"})
+            conn.respond(200, _JSON % len(payload), payload)
+        else:
+            method_not_allowed(conn)
+
+    @staticmethod
+    def echo(conn, request, body) -> None:
+        data = body.read()
+        content_type = request.header(b"content-type", b"application/octet-stream")
+        conn.respond(200, b"Content-Type: " + content_type + b"\r\nContent-Length: %d\r\n" % len(data), data)
+
+    @staticmethod
+    def home(conn, request, body) -> None:
+        if request.method in _SAFE_METHODS:
+            conn.respond(200, _HTML % len(HOME), HOME)
+        else:
+            method_not_allowed(conn)
+
+    @staticmethod
+    def not_found(conn, request, body) -> None:
+        conn.respond(404, _TEXT % 10, b"Not Found\n")
+
+
+def method_not_allowed(conn) -> None:
+    conn.respond(405, b"Allow: GET, HEAD\r\n" + _TEXT % 19, b"Method Not Allowed\n")

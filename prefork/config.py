@@ -1,0 +1,181 @@
+"""The configuration: one table of settings, read from defaults, a TOML file and the command line.
+
+Precedence is command line > file > defaults. Every command-line flag is also a key of the
+TOML file, spelt with `_` for `-`. A bad key or value is a `ConfigError` whose message names
+the key, the value and the file, so `prefork -t` can print it as it is.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+
+class ConfigError(Exception):
+    """A configuration that cannot be used; the message says which key, which value, which file."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: Any
+    kind: str  # "int", "float", "bool", "str", "path", "list", "choice", "size"
+    help: str
+    choices: tuple = ()
+    minimum: float | None = None
+    flags: tuple = ()  # command-line spellings; empty: only the long form of the name
+    cli: bool = True  # False: a file-only key
+
+
+def _cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("app", None, "str", "WSGI application as module:callable or module:factory(); none serves the built-in site"),
+    Setting("bind", ["127.0.0.1:8000"], "list", "addresses to listen on: HOST:PORT, [IPV6]:PORT, unix:PATH, fd://N, echo://HOST:PORT", flags=("-b", "--bind")),
+    Setting("workers", 0, "int", "worker processes; 0 means one per CPU", minimum=0, flags=("-w", "--workers")),
+    Setting("dispatch", "auto", "choice", "where the app runs: inline (on the Reactor thread), threads (worker queues), auto (threads for a user APP, inline for the built-in site)", choices=("auto", "inline", "threads")),
+    Setting("threads", 8, "int", "handler threads per worker for --dispatch threads", minimum=1),
+    Setting("worker_connections", 10000, "int", "open connections per worker; beyond it the worker stops accepting", minimum=1),
+    Setting("keepalive", 5.0, "float", "seconds an idle keep-alive connection is kept open", minimum=0),
+    Setting("timeout", 30.0, "float", "seconds without a heartbeat before a worker is killed and replaced", minimum=1),
+    Setting("graceful_timeout", 30.0, "float", "seconds a gracefully stopping worker may take before it is killed", minimum=0),
+    Setting("max_requests", 0, "int", "recycle a worker after this many requests; 0 disables", minimum=0),
+    Setting("max_requests_jitter", 0, "int", "random extra requests added to max_requests per worker", minimum=0),
+    Setting("pid", None, "path", "file the master writes its pid to"),
+    Setting("access_log", None, "str", "access log file, or - for stdout; none by default"),
+    Setting("error_log", "-", "str", "error log file, or - for stderr"),
+    Setting("log_level", "info", "choice", "error log level", choices=("debug", "info", "warning", "error", "critical")),
+    Setting("static_root", None, "path", "directory served under /static/ by the built-in site"),
+    Setting("chdir", None, "path", "change to this directory before loading the app"),
+    Setting("reuse_port", True, "bool", "one SO_REUSEPORT socket per worker slot (true) or one shared socket (false)"),
+    Setting("preload", False, "bool", "import the app in the master before forking"),
+    Setting("user", None, "str", "drop privileges to this user after binding"),
+    Setting("group", None, "str", "drop privileges to this group after binding"),
+    Setting("backlog", 2048, "int", "listen backlog of each socket", minimum=1),
+    Setting("header_timeout", 10.0, "float", "seconds for a whole request head to arrive (slowloris guard)", minimum=0.001),
+    Setting("body_timeout", 30.0, "float", "seconds a request body may stall", minimum=0.001),
+    Setting("send_timeout", 30.0, "float", "seconds a response write may stall", minimum=0.001),
+    Setting("max_body_size", 100 * 1024 * 1024, "int", "largest request body in bytes (413 beyond)", minimum=0),
+    Setting("limit_request_line", 8190, "int", "longest request line in bytes (414 beyond)", minimum=64),
+    Setting("limit_request_fields", 100, "int", "most header fields in a request (431 beyond)", minimum=1),
+    Setting("limit_request_field_size", 8190, "int", "longest header field in bytes (431 beyond)", minimum=64),
+    Setting("limit_request_head", 65536, "int", "largest request head in bytes (431 beyond)", minimum=256),
+    Setting("body_buffer_size", 1024 * 1024, "int", "request bodies larger than this are spooled to a temporary file", minimum=0),
+    Setting("high_water", 256 * 1024, "int", "bytes of output buffered per connection before its producer waits", minimum=1024),
+)
+
+BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
+
+
+def _check(setting: Setting, value: Any, where: str) -> Any:
+    """Return value converted to the setting's type, or raise ConfigError naming key, value and file."""
+
+    def bad(why: str) -> ConfigError:
+        return ConfigError(f"{where}: invalid value {value!r} for key {setting.name!r}: {why}")
+
+    if value is None and setting.default is None:
+        return None
+    kind = setting.kind
+    if kind == "bool":
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "on", "off", "1", "0"):
+            return value.lower() in ("true", "yes", "on", "1")
+        raise bad("expected true or false")
+    if kind in ("int", "float"):
+        if isinstance(value, bool):
+            raise bad(f"expected a number")
+        try:
+            number = int(value) if kind == "int" else float(value)
+        except (TypeError, ValueError):
+            raise bad(f"expected {'an integer' if kind == 'int' else 'a number'}") from None
+        if kind == "int" and isinstance(value, float) and value != number:
+            raise bad("expected an integer")
+        if setting.minimum is not None and number < setting.minimum:
+            raise bad(f"must be at least {setting.minimum:g}")
+        return number
+    if kind == "choice":
+        if value not in setting.choices:
+            raise bad("expected one of " + ", ".join(setting.choices))
+        return value
+    if kind == "list":
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
+            raise bad("expected a non-empty list of strings")
+        if setting.name == "bind":
+            from prefork.master.addresses import parse_address, AddressError
+
+            for item in value:
+                try:
+                    parse_address(item)
+                except AddressError as exc:
+                    raise bad(str(exc)) from None
+        return list(value)
+    # str and path
+    if not isinstance(value, str) or not value:
+        raise bad("expected a non-empty string")
+    if setting.name == "app" and ":" not in value:
+        raise bad("expected module:callable")
+    return value
+
+
+@dataclass
+class Config:
+    """The settings in force, with where each came from."""
+
+    values: dict[str, Any] = field(default_factory=dict)
+    path: str | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.values[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    @property
+    def worker_count(self) -> int:
+        return self.values["workers"] or _cpu_count()
+
+    @property
+    def effective_dispatch(self) -> str:
+        if self.values["dispatch"] != "auto":
+            return self.values["dispatch"]
+        return "threads" if self.values["app"] else "inline"
+
+
+def read_file(path: str) -> dict[str, Any]:
+    """Parse and check a TOML file; unknown keys and bad values raise ConfigError."""
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such configuration file") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    checked = {}
+    for key, value in data.items():
+        setting = BY_NAME.get(key)
+        if setting is None:
+            raise ConfigError(f"{path}: unknown key {key!r} (value {value!r})")
+        checked[key] = _check(setting, value, path)
+    return checked
+
+
+def load(path: str | None, overrides: dict[str, Any]) -> Config:
+    """Defaults, then the file at path (if any), then the command-line overrides."""
+    values = {s.name: (list(s.default) if isinstance(s.default, list) else s.default) for s in SETTINGS}
+    if path:
+        values.update(read_file(path))
+    for key, value in overrides.items():
+        values[key] = _check(BY_NAME[key], value, "command line")
+    return Config(values=values, path=path)

@@ -1,0 +1,45 @@
+"""The grammar of RFC 9110 / RFC 9112 as compiled patterns, named after the RFC's productions.
+
+The parser finds the end of a request head once and then checks the whole head with these
+patterns, so validation runs in C rather than a Python loop over bytes.
+"""
+
+import re
+
+# RFC 9110 5.6.2: token = 1*tchar
+TOKEN = rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+"
+
+# RFC 9112 3.2: origin-form, absolute-form, authority-form, asterisk-form. We accept any run of
+# visible ASCII (a stricter check of each form is the application's business); no spaces, no
+# control characters, no bytes >= 0x80 (RFC 3986 wants them percent-encoded).
+REQUEST_TARGET = rb"[\x21-\x7e]+"
+
+# RFC 9112 2.3: HTTP-version = HTTP-name "/" DIGIT "." DIGIT
+HTTP_VERSION = rb"HTTP/([0-9])\.([0-9])"
+
+# RFC 9112 3: request-line = method SP request-target SP HTTP-version
+REQUEST_LINE = re.compile(rb"(" + TOKEN + rb") (" + REQUEST_TARGET + rb") " + HTTP_VERSION)
+
+# RFC 9110 5.5: field-value = *field-content, field-vchar = VCHAR / obs-text; surrounding OWS is
+# not part of the value. Words of field-vchar separated by SP/HTAB, so there is no backtracking.
+FIELD_VCHARS = rb"[^\x00-\x20\x7f]+"
+FIELD_VALUE = rb"(?:" + FIELD_VCHARS + rb"(?:[ \t]+" + FIELD_VCHARS + rb")*)?"
+
+# RFC 9112 5: field-line = field-name ":" OWS field-value OWS; no whitespace before the colon,
+# no obs-fold (a line that starts with whitespace fails the field-name).
+# FIELD_LINES checks a whole block of field lines; FIELD_LINE then extracts (name, value) pairs.
+FIELD_LINE = re.compile(rb"(" + TOKEN + rb"):[ \t]*(" + FIELD_VALUE + rb")[ \t]*\r\n")
+FIELD_LINES = re.compile(rb"(?:" + TOKEN + rb":[ \t]*" + FIELD_VALUE + rb"[ \t]*\r\n)*")
+
+# RFC 9112 7.1: chunk = chunk-size [ chunk-ext ] CRLF chunk-data CRLF
+# chunk-ext = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] )
+QUOTED_STRING = rb'"(?:[\t \x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\t \x21-\x7e\x80-\xff])*"'
+CHUNK_EXT = rb"(?:[ \t]*;[ \t]*" + TOKEN + rb"(?:[ \t]*=[ \t]*(?:" + TOKEN + rb"|" + QUOTED_STRING + rb"))?)*"
+# 16 hex digits fill 64 bits; a longer size is an overflow, not a number we will ever read.
+CHUNK_SIZE_LINE = re.compile(rb"([0-9A-Fa-f]{1,16})" + CHUNK_EXT)
+
+# RFC 9112 6.3: Content-Length = 1*DIGIT (no sign, no spaces, no list)
+CONTENT_LENGTH = re.compile(rb"[0-9]{1,18}")
+
+# RFC 9110 7.6.1: Connection = #connection-option
+LIST_SEPARATOR = re.compile(rb"[ \t]*,[ \t]*")

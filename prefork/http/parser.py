@@ -1,0 +1,358 @@
+"""A sans-IO HTTP/1.1 request parser (RFC 9112): bytes in, events out; no sockets, no clock.
+
+    parser = RequestParser(limits)
+    parser.feed(data)
+    event = parser.next_event()   # Request, Data, EndOfMessage, NEED_DATA or CLOSED
+
+A Request whose `has_body` is false is the whole message: no Data or EndOfMessage follows it
+(the common GET costs one call). Otherwise Data events carry the body and EndOfMessage ends
+it. Anything that breaks the grammar or a limit raises ProtocolError carrying the status to
+answer; the connection must then be closed. After a message whose request asked to close the
+connection, the parser returns CLOSED and ignores further bytes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import abnf
+from .errors import ProtocolError
+
+
+@dataclass(frozen=True)
+class Limits:
+    request_line: int = 8190
+    fields: int = 100
+    field_size: int = 8190
+    head: int = 65536
+    body: int = 100 * 1024 * 1024
+    chunk_line: int = 4096  # a chunk-size line with its extensions
+
+
+class Request:
+    """A request head. `headers` is a list of (lower-case name, value) pairs, both bytes."""
+
+    __slots__ = ("method", "target", "version", "headers", "keep_alive", "expect_continue",
+                 "content_length", "chunked", "has_body")
+
+    def __init__(self, method, target, version, headers, keep_alive, expect_continue, content_length, chunked):
+        self.method = method  # bytes, e.g. b"GET"
+        self.target = target  # bytes, as sent
+        self.version = version  # b"1.1" or b"1.0"
+        self.headers = headers
+        self.keep_alive = keep_alive
+        self.expect_continue = expect_continue
+        self.content_length = content_length  # int, or None when chunked or absent
+        self.chunked = chunked
+        self.has_body = chunked or bool(content_length)
+
+    def header(self, name: bytes, default=None):
+        """The value of the first header called `name` (lower-case bytes)."""
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return default
+
+    def __repr__(self):
+        return f"Request({self.method!r}, {self.target!r}, HTTP/{self.version.decode()}, {self.headers!r})"
+
+
+class Data:
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes):
+        self.data = data
+
+    def __repr__(self):
+        return f"Data({self.data!r})"
+
+
+class EndOfMessage:
+    __slots__ = ("trailers",)
+
+    def __init__(self, trailers=()):
+        self.trailers = trailers  # list of (lower-case name, value) from a chunked body
+
+    def __repr__(self):
+        return f"EndOfMessage({self.trailers!r})"
+
+
+class _Sentinel:
+    __slots__ = ("name",)
+
+    def __init__(self, name):
+        self.name = name
+
+    def __repr__(self):
+        return self.name
+
+
+NEED_DATA = _Sentinel("NEED_DATA")
+CLOSED = _Sentinel("CLOSED")
+
+# Parser states
+_HEAD, _LENGTH, _CHUNK_SIZE, _CHUNK_DATA, _CHUNK_CRLF, _TRAILERS, _CLOSED = range(7)
+
+_CONTENT_LENGTH, _TRANSFER_ENCODING, _CONNECTION, _HOST, _EXPECT = (
+    b"content-length", b"transfer-encoding", b"connection", b"host", b"expect")
+_FRAMING = frozenset((_CONTENT_LENGTH, _TRANSFER_ENCODING, _CONNECTION, _HOST, _EXPECT))
+_VERSIONS = {b"1.1": True, b"1.0": False}  # version -> keep-alive by default
+_field_lines_ok = abnf.FIELD_LINES.fullmatch
+_field_lines = abnf.FIELD_LINE.findall
+_request_line = abnf.REQUEST_LINE.fullmatch
+
+
+class RequestParser:
+    """Turns the bytes of one connection into request events."""
+
+    __slots__ = ("limits", "buf", "pos", "state", "remaining", "body_seen", "closing")
+
+    def __init__(self, limits: Limits = Limits()):
+        self.limits = limits
+        self.buf = b""
+        self.pos = 0  # bytes of buf already consumed
+        self.state = _HEAD
+        self.remaining = 0  # body bytes left in the current Content-Length body or chunk
+        self.body_seen = 0  # body bytes of the current message, for the size limit
+        self.closing = False  # the current request asked to close the connection
+
+    def feed(self, data: bytes) -> None:
+        """Append bytes received from the peer."""
+        if self.state == _CLOSED:
+            return
+        if self.pos == len(self.buf):
+            self.buf = data
+        else:
+            self.buf = self.buf[self.pos:] + data
+        self.pos = 0
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received but not yet turned into events."""
+        return len(self.buf) - self.pos
+
+    def next_event(self):
+        """Return the next event, NEED_DATA or CLOSED; raise ProtocolError on bad input."""
+        state = self.state
+        if state == _HEAD:
+            return self._head()
+        if state == _LENGTH:
+            return self._length_body()
+        if state == _CLOSED:
+            return CLOSED
+        return self._chunked_body()
+
+    # -- the head -----------------------------------------------------------------------------
+
+    def _head(self):
+        buf = self.buf
+        pos = self.pos
+        end = buf.find(b"\r\n\r\n", pos)
+        if end < 0:
+            return self._incomplete_head(buf, pos)
+        # RFC 9112 2.2: ignore empty lines received before the request-line.
+        while buf.startswith(b"\r\n", pos):
+            pos += 2
+            if pos > end:
+                end = buf.find(b"\r\n\r\n", pos)
+                if end < 0:
+                    self.pos = pos
+                    return self._incomplete_head(buf, pos)
+        limits = self.limits
+        line_end = buf.find(b"\r\n", pos)
+        if line_end - pos > limits.request_line:
+            raise ProtocolError(414, "request line too long")
+        if end + 4 - pos > limits.head:
+            raise ProtocolError(431, "request head too large")
+        match = _request_line(buf, pos, line_end)
+        if match is None:
+            self._bad_request_line(buf[pos:line_end])
+        method, target, major, minor = match.groups()
+        version = major + b"." + minor
+        keep_alive = _VERSIONS.get(version)
+        if keep_alive is None:
+            raise ProtocolError(505, "HTTP version not supported")
+        self.pos = end + 4
+        if line_end == end:
+            headers = []
+        else:
+            fields = buf[line_end + 2:end + 2]
+            if _field_lines_ok(fields) is None:
+                raise ProtocolError(400, "malformed header field")
+            headers = _field_lines(fields)
+            if len(headers) > limits.fields:
+                raise ProtocolError(431, "too many header fields")
+            if len(fields) > limits.field_size and max(map(len, fields.split(b"\r\n"))) > limits.field_size:
+                raise ProtocolError(431, "header field too large")
+        return self._request(method, target, version, headers, keep_alive)
+
+    def _incomplete_head(self, buf, pos):
+        waiting = len(buf) - pos
+        if buf.find(b"\n\n", pos) >= 0 or buf.find(b"\n\r\n", pos) >= 0:
+            raise ProtocolError(400, "line ending without CR")
+        if waiting > self.limits.request_line and buf.find(b"\r\n", pos) < 0:
+            raise ProtocolError(414, "request line too long")
+        if waiting >= self.limits.head:
+            raise ProtocolError(431, "request head too large")
+        return NEED_DATA
+
+    @staticmethod
+    def _bad_request_line(line: bytes):
+        parts = line.split(b" ")
+        if len(parts) == 3 and parts[2].startswith(b"HTTP/") and abnf.REQUEST_LINE.fullmatch(
+                parts[0] + b" / HTTP/1.1") and len(parts[2]) == 8 and parts[2][5:6].isdigit() and parts[2][7:8].isdigit():
+            raise ProtocolError(400, "malformed request target")
+        raise ProtocolError(400, "malformed request line")
+
+    def _request(self, method, target, version, raw_headers, keep_alive):
+        headers = []
+        append = headers.append
+        content_length = None
+        transfer_encoding = None
+        hosts = 0
+        expect_continue = False
+        for name, value in raw_headers:
+            name = name.lower()
+            append((name, value))
+            if name not in _FRAMING:
+                continue
+            if name == _CONTENT_LENGTH:
+                if content_length is not None:
+                    raise ProtocolError(400, "repeated Content-Length")
+                if abnf.CONTENT_LENGTH.fullmatch(value) is None:
+                    raise ProtocolError(400, "invalid Content-Length")
+                content_length = int(value)
+            elif name == _TRANSFER_ENCODING:
+                if transfer_encoding is not None:
+                    raise ProtocolError(400, "repeated Transfer-Encoding")
+                transfer_encoding = value
+            elif name == _HOST:
+                hosts += 1
+            elif name == _CONNECTION:
+                for option in abnf.LIST_SEPARATOR.split(value.lower()):
+                    if option == b"close":
+                        keep_alive = False
+                    elif option == b"keep-alive" and version == b"1.0":
+                        keep_alive = True
+            else:  # Expect
+                if value.lower() == b"100-continue":
+                    expect_continue = version == b"1.1"
+                else:
+                    raise ProtocolError(417, "unsupported expectation")
+        if version == b"1.1" and hosts != 1:
+            raise ProtocolError(400, "missing Host header" if hosts == 0 else "repeated Host header")
+        chunked = False
+        if transfer_encoding is not None:
+            if content_length is not None:
+                raise ProtocolError(400, "both Content-Length and Transfer-Encoding")
+            if version == b"1.0":
+                raise ProtocolError(400, "Transfer-Encoding in an HTTP/1.0 request")
+            codings = abnf.LIST_SEPARATOR.split(transfer_encoding.lower())
+            if codings[-1] != b"chunked":
+                raise ProtocolError(501, "final transfer coding is not chunked")
+            if len(codings) > 1:
+                if b"chunked" in codings[:-1]:
+                    raise ProtocolError(400, "chunked applied more than once")
+                raise ProtocolError(501, "unsupported transfer coding")
+            chunked = True
+        elif content_length is not None and content_length > self.limits.body:
+            raise ProtocolError(413, "request body too large")
+        request = Request(method, target, version, headers, keep_alive, expect_continue, content_length, chunked)
+        self.body_seen = 0
+        if chunked:
+            self.state = _CHUNK_SIZE
+        elif content_length:
+            self.state = _LENGTH
+            self.remaining = content_length
+        elif not keep_alive:
+            self.state = _CLOSED
+        self.closing = not keep_alive
+        return request
+
+    # -- bodies -------------------------------------------------------------------------------
+
+    def _take(self, n: int) -> bytes:
+        pos = self.pos
+        data = self.buf[pos:pos + n]
+        self.pos = pos + len(data)
+        return data
+
+    def _end_of_message(self, trailers=()):
+        self.state = _CLOSED if self.closing else _HEAD
+        return EndOfMessage(trailers)
+
+    def _length_body(self):
+        if self.remaining == 0:
+            return self._end_of_message()
+        if self.pos == len(self.buf):
+            return NEED_DATA
+        data = self._take(self.remaining)
+        self.remaining -= len(data)
+        return Data(data)
+
+    def _chunked_body(self):
+        state = self.state
+        buf = self.buf
+        if state == _CHUNK_DATA:
+            if self.remaining == 0:
+                self.state = _CHUNK_CRLF
+                return self._chunked_body()
+            if self.pos == len(buf):
+                return NEED_DATA
+            data = self._take(self.remaining)
+            self.remaining -= len(data)
+            return Data(data)
+        if state == _CHUNK_CRLF:
+            if len(buf) - self.pos < 2:
+                return NEED_DATA
+            if not buf.startswith(b"\r\n", self.pos):
+                raise ProtocolError(400, "chunk data not followed by CRLF")
+            self.pos += 2
+            self.state = _CHUNK_SIZE
+            state = _CHUNK_SIZE
+        if state == _CHUNK_SIZE:
+            end = buf.find(b"\r\n", self.pos)
+            if end < 0:
+                if len(buf) - self.pos > self.limits.chunk_line:
+                    raise ProtocolError(400, "chunk size line too long")
+                if buf.find(b"\n", self.pos) >= 0:
+                    raise ProtocolError(400, "chunk size line without CR")
+                return NEED_DATA
+            match = abnf.CHUNK_SIZE_LINE.fullmatch(buf, self.pos, end)
+            if match is None:
+                raise ProtocolError(400, "invalid chunk size line")
+            size = int(match.group(1), 16)
+            self.pos = end + 2
+            self.body_seen += size
+            if self.body_seen > self.limits.body:
+                raise ProtocolError(413, "request body too large")
+            if size == 0:
+                self.state = _TRAILERS
+                return self._trailers()
+            self.remaining = size
+            self.state = _CHUNK_DATA
+            return self._chunked_body()
+        return self._trailers()
+
+    def _trailers(self):
+        buf, pos = self.buf, self.pos
+        if buf.startswith(b"\r\n", pos):
+            self.pos = pos + 2
+            return self._end_of_message()
+        end = buf.find(b"\r\n\r\n", pos)
+        if end < 0:
+            if len(buf) - pos < 2 and buf[pos:] in (b"", b"\r"):
+                return NEED_DATA
+            if len(buf) - pos > self.limits.head:
+                raise ProtocolError(431, "trailer section too large")
+            if buf.find(b"\n\n", pos) >= 0 or buf.startswith(b"\n", pos):
+                raise ProtocolError(400, "line ending without CR")
+            return NEED_DATA
+        fields = buf[pos:end + 2]
+        if _field_lines_ok(fields) is None:
+            raise ProtocolError(400, "malformed trailer field")
+        self.pos = end + 4
+        trailers = [(name.lower(), value) for name, value in _field_lines(fields)]
+        if len(trailers) > self.limits.fields:
+            raise ProtocolError(431, "too many trailer fields")
+        return self._end_of_message(trailers)

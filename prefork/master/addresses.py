@@ -1,0 +1,68 @@
+"""Listening addresses as written by users: HOST:PORT, [IPV6]:PORT, unix:PATH, fd://N, echo://..."""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+
+
+class AddressError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Address:
+    text: str  # as the user wrote it
+    protocol: str  # "http" or "echo"
+    kind: str  # "tcp", "unix" or "fd"
+    host: str = ""
+    port: int = 0
+    family: int = socket.AF_INET
+    path: str = ""
+    fd: int = -1
+
+
+def parse_address(text: str) -> Address:
+    """Parse one bind address; raise AddressError saying what is wrong with it."""
+    protocol = "http"
+    rest = text
+    if rest.startswith("echo://"):
+        protocol, rest = "echo", rest[len("echo://"):]
+    elif rest.startswith("http://"):
+        rest = rest[len("http://"):]
+    if rest.startswith("unix:"):
+        path = rest[len("unix:"):]
+        if not path:
+            raise AddressError(f"{text!r}: unix: needs a path")
+        return Address(text, protocol, "unix", path=path, family=socket.AF_UNIX)
+    if rest.startswith("fd://"):
+        number = rest[len("fd://"):]
+        if not number.isdigit():
+            raise AddressError(f"{text!r}: fd:// needs a descriptor number")
+        return Address(text, protocol, "fd", fd=int(number))
+    if rest.startswith("["):
+        host, sep, port = rest[1:].partition("]:")
+        if not sep:
+            raise AddressError(f"{text!r}: expected [IPV6]:PORT")
+        family = socket.AF_INET6
+    else:
+        host, sep, port = rest.rpartition(":")
+        if not sep:
+            raise AddressError(f"{text!r}: expected HOST:PORT")
+        family = socket.AF_INET
+        if ":" in host:
+            raise AddressError(f"{text!r}: an IPv6 address goes in brackets, as [::1]:8000")
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise AddressError(f"{text!r}: port must be a number from 0 to 65535")
+    if family == socket.AF_INET and host and not _is_ipv4(host):
+        if host != "localhost" and not all(part.isalnum() or part == "-" for part in host.replace(".", "").split("-")):
+            raise AddressError(f"{text!r}: {host!r} is not a host name or address")
+    return Address(text, protocol, "tcp", host=host or "0.0.0.0", port=int(port), family=family)
+
+
+def _is_ipv4(host: str) -> bool:
+    try:
+        socket.inet_aton(host)
+        return True
+    except OSError:
+        return False

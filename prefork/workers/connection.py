@@ -1,0 +1,245 @@
+"""One HTTP/1.1 connection on the Reactor: parse requests, hand them to the app, write responses.
+
+A request is handed to `worker.handler(conn, request, body)`. The handler answers with
+`respond()` (a whole response) or with `start()`, `send()` and `end()` (a stream), at once on
+the Reactor thread (inline dispatch) or later, from a completion the worker queues bring back
+(threads dispatch). Until the response ends, the connection parses no further request: pipelined
+responses stay in order, and unread input waits in the parser (bounded, then the socket is not
+read any more).
+
+Timeouts use one Deadline per connection: `header_timeout` from the first byte of a request
+head (trickling bytes do not extend it), `body_timeout` and `send_timeout` from the last progress,
+`keepalive` while idle between requests.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from io import BytesIO
+
+from prefork.http import CLOSED, NEED_DATA, Data, EndOfMessage, ProtocolError, Request, RequestParser
+from prefork.http import response as http
+
+from .stream import Stream
+
+_CLOSE = b"Connection: close\r\n"
+_CRLF = b"\r\n"
+_STATUS_LINES = http.STATUS_LINES
+_EMPTY = BytesIO(b"")
+# Parsed-but-unanswered input we keep before we stop reading the socket: a whole request head
+# fits, and a client that pipelines without reading is stopped by TCP flow control beyond it.
+_INPUT_LIMIT = 128 * 1024
+
+
+class HttpConnection(Stream):
+    __slots__ = ("parser", "request", "body", "body_size", "busy", "keep_alive", "head_only",
+                 "head_started", "chunked_out", "status", "sent_body", "dispatching")
+
+    def __init__(self, worker, sock, peer):
+        super().__init__(worker, sock, peer)
+        self.parser = RequestParser(worker.limits)
+        self.request: Request | None = None
+        self.body = None
+        self.body_size = 0
+        self.busy = False  # a request is with the app and its response has not ended
+        self.keep_alive = True
+        self.head_only = False
+        self.chunked_out = False
+        self.status = 0
+        self.sent_body = 0
+        self.dispatching = False  # inside worker.handler(): end() must not re-enter process()
+        self.head_started = self.reactor.now
+        self.deadline.set(self.head_started + worker.config.header_timeout)
+
+    # -- input ----------------------------------------------------------------------------------
+
+    def on_data(self, data: bytes) -> None:
+        parser = self.parser
+        if not parser.buffered and not self.busy and not self.body:
+            # The first byte of a new request head: its header_timeout starts now.
+            self.head_started = self.reactor.now
+        parser.feed(data)
+        self.process()
+        self.flush()
+
+    def on_eof(self) -> None:
+        if self.busy:
+            return  # the response is still coming: write it, then close (see end())
+        self.closing = True
+        self.flush()
+
+    def wants_input(self) -> bool:
+        return (not self.read_closed and not self.closing and self.out_len <= self.worker.high_water
+                and self.parser.buffered < _INPUT_LIMIT)
+
+    def process(self) -> None:
+        """Turn buffered input into requests until the parser needs data or a response is pending."""
+        parser = self.parser
+        high_water = self.worker.high_water
+        while not self.busy and not self.closing:
+            if self.out_len > high_water:
+                # Backpressure: leave the rest of the pipeline unparsed until the output drains.
+                self.on_drain = self._resume
+                return
+            try:
+                event = parser.next_event()
+            except ProtocolError as exc:
+                self.reject(exc.status)
+                return
+            kind = type(event)
+            if kind is Request:
+                self.request = event
+                if not event.has_body:
+                    self.dispatch(event, _EMPTY)
+                    continue
+                self.body = BytesIO()
+                self.body_size = 0
+                if event.expect_continue and not parser.buffered:
+                    self.write(http.CONTINUE)
+                self.deadline.set(self.reactor.now + self.worker.config.body_timeout)
+            elif kind is Data:
+                self._add_body(event.data)
+            elif kind is EndOfMessage:
+                body, self.body = self.body, None
+                body.seek(0)
+                self.dispatch(self.request, body)
+            else:
+                if event is CLOSED and not self.busy:
+                    self.closing = True
+                return
+
+    def _add_body(self, data: bytes) -> None:
+        body = self.body
+        self.body_size += len(data)
+        if self.body_size > self.worker.config.body_buffer_size and isinstance(body, BytesIO):
+            spool = tempfile.TemporaryFile()
+            spool.write(body.getbuffer())
+            self.body = body = spool
+        body.write(data)
+        self.deadline.set(self.reactor.now + self.worker.config.body_timeout)
+
+    def _resume(self) -> None:
+        if self.closed:
+            return
+        self.process()
+        self.flush()
+
+    def drained(self) -> None:
+        """All output is sent: set the deadline that fits what the connection waits for now."""
+        if self.busy or self.body is not None:
+            return  # the app's turn, or body_timeout already set on progress
+        if self.parser.buffered:
+            self.deadline.set(self.head_started + self.worker.config.header_timeout)
+        elif self.closing:
+            return
+        elif self.worker.stopping:
+            self.closing = True
+            self.flush()
+        else:
+            keepalive = self.worker.config.keepalive
+            if keepalive:
+                self.deadline.set(self.reactor.now + keepalive)
+            else:
+                self.closing = True
+                self.flush()
+
+    def idle(self) -> bool:
+        return not self.busy and self.body is None and not self.parser.buffered and not self.out_len
+
+    def on_timeout(self) -> None:
+        if self.busy or self.out_len:
+            self.abort()  # a write that stalled for send_timeout
+        elif self.parser.buffered or self.body is not None:
+            self.reject(408)  # a head or body that took too long
+            self.flush()
+        else:
+            self.abort()  # idle keep-alive
+
+    # -- to the app and back --------------------------------------------------------------------
+
+    def dispatch(self, request: Request, body) -> None:
+        self.busy = True
+        self.keep_alive = request.keep_alive
+        self.head_only = request.method == b"HEAD"
+        self.deadline.clear()
+        worker = self.worker
+        worker.requests += 1
+        if worker.requests == worker.max_requests:
+            worker.recycle()
+        self.dispatching = True
+        try:
+            worker.handler(self, request, body)
+        except Exception:
+            worker.log.exception("unhandled error in request handler")
+            if self.busy and not self.status:
+                self.respond(500, b"Content-Type: text/plain\r\nContent-Length: 22\r\n", b"Internal Server Error\n")
+            elif self.busy:
+                self.keep_alive = False
+                self.end()
+        finally:
+            self.dispatching = False
+
+    def respond(self, status: int, headers: bytes, body: bytes) -> None:
+        """A whole response: `headers` are serialized lines (framing included), body the payload."""
+        keep_alive = self.keep_alive and not self.worker.stopping
+        self.status = status
+        line = _STATUS_LINES.get(status) or http.status_line(status)
+        if keep_alive:
+            self.write(line + self.worker.common_headers + headers + _CRLF)
+        else:
+            self.write(line + self.worker.common_headers + headers + _CLOSE + _CRLF)
+        if not self.head_only:
+            self.write(body)
+            self.sent_body = len(body)
+        self._ended(keep_alive)
+
+    def start(self, status: int, headers: bytes, chunked: bool) -> None:
+        """Begin a streamed response; chunked means the body is framed by chunks (no length given)."""
+        keep_alive = self.keep_alive and not self.worker.stopping
+        if not chunked and b"content-length" not in headers.lower():
+            keep_alive = False  # a body that ends with the connection (HTTP/1.0 clients)
+        self.keep_alive = keep_alive
+        self.status = status
+        self.chunked_out = chunked and not self.head_only
+        self.sent_body = 0
+        line = _STATUS_LINES.get(status) or http.status_line(status)
+        extra = (b"Transfer-Encoding: chunked\r\n" if chunked else b"") + (b"" if keep_alive else _CLOSE)
+        self.write(line + self.worker.common_headers + headers + extra + _CRLF)
+
+    def send(self, data) -> None:
+        """Part of a streamed body; flushed at once."""
+        if not data or self.head_only or self.closed:
+            return
+        self.sent_body += len(data)
+        if self.chunked_out:
+            self.write(b"%x\r\n" % len(data))
+            self.write(data)
+            self.write(_CRLF)
+        else:
+            self.write(data)
+        self.flush()
+
+    def end(self) -> None:
+        """The streamed response is complete."""
+        if self.chunked_out:
+            self.write(http.LAST_CHUNK)
+            self.chunked_out = False
+        self._ended(self.keep_alive)
+        if not self.dispatching:
+            # Called from a completion (threads dispatch), not from process(): carry on here.
+            self._resume()
+
+    def _ended(self, keep_alive: bool) -> None:
+        self.busy = False
+        self.head_started = self.reactor.now  # a pipelined request's head timeout starts now
+        self.worker.log_access(self)
+        self.request = None
+        self.status = 0
+        if not keep_alive or self.read_closed:
+            self.closing = True
+
+    def reject(self, status: int) -> None:
+        """Answer a protocol error and close: nothing after a bad request can be trusted."""
+        self.busy = False
+        self.closing = True
+        self.write(http.error(status, self.worker.common_headers))

@@ -1,0 +1,60 @@
+"""Accepting connections: bounded batches, a per-worker connection cap, and no spin on EMFILE."""
+
+from __future__ import annotations
+
+import errno
+import socket
+
+from .reactor import EPOLLEXCLUSIVE, EPOLLIN
+
+ACCEPT_BATCH = 64  # accepts per readiness event, so one busy listener cannot starve the rest
+_OUT_OF_DESCRIPTORS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+_EMFILE_PAUSE = 0.25  # seconds without accepting after running out of descriptors
+
+
+class Listener:
+    """A listening socket registered on the worker's Reactor."""
+
+    def __init__(self, worker, sock: socket.socket, connection_class, exclusive: bool):
+        self.worker = worker
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.connection_class = connection_class
+        self.exclusive = exclusive  # a socket shared by every worker: EPOLLEXCLUSIVE, no thundering herd
+        self.tcp = sock.family in (socket.AF_INET, socket.AF_INET6)
+        self.active = False
+        sock.setblocking(False)
+
+    def start(self) -> None:
+        if not self.active:
+            self.active = True
+            events = EPOLLIN | (EPOLLEXCLUSIVE if self.exclusive else 0)
+            self.worker.reactor.register(self.fd, events, self.on_events)
+
+    def pause(self) -> None:
+        # EPOLLEXCLUSIVE descriptors cannot be modified, only removed and added again.
+        if self.active:
+            self.active = False
+            self.worker.reactor.unregister(self.fd)
+
+    def on_events(self, mask: int) -> None:
+        worker = self.worker
+        accept = self.sock.accept
+        for _ in range(ACCEPT_BATCH):
+            if worker.at_capacity():
+                worker.pause_accepting(None)
+                return
+            try:
+                sock, peer = accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                if exc.errno in _OUT_OF_DESCRIPTORS:
+                    worker.pause_accepting(_EMFILE_PAUSE, exc)
+                    return
+                continue  # ECONNABORTED and friends: that client is gone, try the next
+            sock.setblocking(False)
+            if self.tcp:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            worker.accepted += 1
+            worker.add_connection(self.connection_class(worker, sock, peer))

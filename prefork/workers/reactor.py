@@ -1,0 +1,182 @@
+"""The Reactor: one epoll loop per worker process, with a timer heap and a cross-thread wake-up.
+
+`select.epoll` is used directly: each file descriptor has one handler, called with the epoll
+event mask. Timers live in a heap of (deadline, sequence, timer); cancelling only marks the
+timer, and the loop drops it when it reaches the top. Other threads hand work to the loop with
+`call_soon_threadsafe`, which writes to an eventfd the loop watches.
+"""
+
+from __future__ import annotations
+
+import heapq
+import os
+import select
+from collections import deque
+from time import monotonic
+
+EPOLLIN = select.EPOLLIN
+EPOLLOUT = select.EPOLLOUT
+EPOLLERR = select.EPOLLERR
+EPOLLHUP = select.EPOLLHUP
+EPOLLRDHUP = select.EPOLLRDHUP
+EPOLLEXCLUSIVE = getattr(select, "EPOLLEXCLUSIVE", 1 << 28)
+
+
+class Timer:
+    """A callback due at a moment of the monotonic clock; `cancel()` makes it never run."""
+
+    __slots__ = ("when", "callback", "cancelled")
+
+    def __init__(self, when: float, callback):
+        self.when = when
+        self.callback = callback
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class Deadline:
+    """One moving deadline (a connection's timeout) kept in the heap with at most one live entry.
+
+    `set()` is called on every request, so it must be cheap: moving a deadline later only
+    stores the new moment; the heap entry that fires early re-arms itself for the rest. Only
+    moving it earlier pushes a new entry.
+    """
+
+    __slots__ = ("reactor", "callback", "when", "armed_at")
+
+    def __init__(self, reactor: "Reactor", callback):
+        self.reactor = reactor
+        self.callback = callback
+        self.when = 0.0  # 0: no deadline
+        self.armed_at = 0.0  # moment of the live heap entry, 0: none
+
+    def set(self, when: float) -> None:
+        self.when = when
+        if when and (not self.armed_at or when < self.armed_at):
+            self.armed_at = when
+            self.reactor.call_at(when, self._fire)
+
+    def clear(self) -> None:
+        self.when = 0.0
+
+    def _fire(self) -> None:
+        if self.armed_at == 0.0:
+            return
+        when = self.when
+        if when == 0.0:
+            self.armed_at = 0.0
+        elif when <= self.reactor.now:
+            self.armed_at = 0.0
+            self.when = 0.0
+            self.callback()
+        elif when != self.armed_at:
+            self.armed_at = when
+            self.reactor.call_at(when, self._fire)
+
+    def stop(self) -> None:
+        """Forget the deadline for good (the connection is closed)."""
+        self.when = 0.0
+        self.armed_at = 0.0
+
+
+class Reactor:
+    """An epoll event loop: handlers per descriptor, timers, and a thread-safe wake-up."""
+
+    def __init__(self):
+        self.epoll = select.epoll()
+        self.handlers: dict[int, object] = {}
+        self.timers: list = []
+        self.sequence = 0  # tie-breaker so the heap never compares Timer objects
+        self.now = monotonic()
+        self.running = False
+        self.pending: deque = deque()  # callbacks handed over by other threads
+        self.wakeup_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self.register(self.wakeup_fd, EPOLLIN, self._on_wakeup)
+
+    # -- descriptors ----------------------------------------------------------------------------
+
+    def register(self, fd: int, events: int, handler) -> None:
+        """Watch fd for events; handler(events) is called on the loop thread."""
+        self.epoll.register(fd, events)
+        self.handlers[fd] = handler
+
+    def modify(self, fd: int, events: int) -> None:
+        self.epoll.modify(fd, events)
+
+    def unregister(self, fd: int) -> None:
+        self.handlers.pop(fd, None)
+        try:
+            self.epoll.unregister(fd)
+        except (OSError, ValueError):
+            pass  # already closed: the kernel removed it with the descriptor
+
+    # -- timers ---------------------------------------------------------------------------------
+
+    def call_at(self, when: float, callback) -> Timer:
+        timer = Timer(when, callback)
+        self.sequence += 1
+        heapq.heappush(self.timers, (when, self.sequence, timer))
+        return timer
+
+    def call_later(self, delay: float, callback) -> Timer:
+        """Run callback after delay seconds; returns a Timer that can be cancelled."""
+        return self.call_at(self.now + delay, callback)
+
+    def deadline(self, callback) -> Deadline:
+        return Deadline(self, callback)
+
+    # -- other threads --------------------------------------------------------------------------
+
+    def call_soon_threadsafe(self, callback, *args) -> None:
+        """From any thread: run callback(*args) on the loop thread soon."""
+        self.pending.append((callback, args))
+        os.eventfd_write(self.wakeup_fd, 1)
+
+    def wake(self) -> None:
+        os.eventfd_write(self.wakeup_fd, 1)
+
+    def _on_wakeup(self, events: int) -> None:
+        try:
+            os.eventfd_read(self.wakeup_fd)
+        except BlockingIOError:
+            pass
+        pending = self.pending
+        while pending:
+            callback, args = pending.popleft()
+            callback(*args)
+
+    # -- the loop -------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Dispatch events and timers until stop()."""
+        self.running = True
+        poll = self.epoll.poll
+        handlers = self.handlers
+        timers = self.timers
+        heappop = heapq.heappop
+        while self.running:
+            if timers:
+                timeout = timers[0][0] - monotonic()
+                timeout = 0 if timeout < 0 else timeout
+            else:
+                timeout = -1
+            events = poll(timeout)
+            self.now = now = monotonic()
+            for fd, mask in events:
+                handler = handlers.get(fd)
+                if handler is not None:
+                    handler(mask)
+            while timers and timers[0][0] <= now:
+                timer = heappop(timers)[2]
+                if not timer.cancelled:
+                    timer.callback()
+
+    def stop(self) -> None:
+        self.running = False
+        self.wake()
+
+    def close(self) -> None:
+        self.epoll.close()
+        os.close(self.wakeup_fd)

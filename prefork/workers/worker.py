@@ -1,0 +1,201 @@
+"""The worker process: one Reactor serving its listening sockets until it is told to stop.
+
+A worker is given sockets that are already bound (by the master, or by a test), so it runs
+on its own. Signals, as nginx's worker cycle reads them: QUIT drains (stop accepting, finish
+what is in flight, close idle keep-alive connections), TERM and INT stop at once, USR1 reopens
+the logs. Signal handlers do nothing themselves: `signal.set_wakeup_fd` writes the signal
+number to a pipe the Reactor watches, and the loop acts on it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import signal
+import time
+
+from prefork.http import Limits
+from prefork.http import response as http
+from prefork.logs import AccessLog, reopen_error_log
+
+from .connection import HttpConnection
+from .echo import EchoConnection
+from .listeners import Listener
+from .reactor import EPOLLIN, Reactor
+
+log = logging.getLogger("prefork")
+
+WORKER_SIGNALS = (signal.SIGQUIT, signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGHUP,
+                  signal.SIGWINCH, signal.SIGTTIN, signal.SIGTTOU, signal.SIGUSR2)
+
+
+class Worker:
+    def __init__(self, config, sockets, slot: int = 0, generation: int = 0, board=None, handler=None):
+        """sockets: (socket, protocol, shared) triples; protocol "http" or "echo"; shared means
+        every worker has it (EPOLLEXCLUSIVE)."""
+        self.config = config
+        self.slot = slot
+        self.generation = generation
+        self.board = board  # the master's scoreboard slot, or None when run alone
+        self.reactor = Reactor()
+        self.log = log
+        self.limits = Limits(request_line=config.limit_request_line, fields=config.limit_request_fields,
+                             field_size=config.limit_request_field_size, head=config.limit_request_head,
+                             body=config.max_body_size)
+        self.high_water = config.high_water
+        self.connections: dict[int, object] = {}
+        self.accepted = 0
+        self.requests = 0
+        self.max_requests = -1
+        if config.max_requests:
+            self.max_requests = config.max_requests + random.randint(0, config.max_requests_jitter)
+        self.stopping = False
+        self.exit_code = 0
+        self.accepting_paused = False
+        self.emfile_logged = False
+        self.parent = os.getppid()
+        self.access_log = AccessLog(config.access_log) if config.access_log else None
+        self.common_headers = b""
+        self._refresh_date()
+        self.listeners = [
+            Listener(self, sock, EchoConnection if protocol == "echo" else HttpConnection, shared)
+            for sock, protocol, shared in sockets
+        ]
+        self.handler = handler
+        if self.handler is None:
+            from prefork.apps.site import Site
+
+            self.handler = Site(config).handle
+
+    # -- the loop -------------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Serve until stopped; returns the process exit code."""
+        self._install_signals()
+        for listener in self.listeners:
+            listener.start()
+        self.reactor.call_later(1.0, self._tick)
+        if self.board is not None:
+            self.board.update(self)
+        self.reactor.run()
+        if self.access_log is not None:
+            self.access_log.close()
+        return self.exit_code
+
+    def _tick(self) -> None:
+        """Once a second: the Date header, the heartbeat, and a check that the master lives."""
+        self._refresh_date()
+        if self.board is not None:
+            self.board.update(self)
+        if os.getppid() != self.parent:
+            log.warning("worker %d: master is gone, exiting", os.getpid())
+            self.stop_now()
+            return
+        self.reactor.call_later(1.0, self._tick)
+
+    def _refresh_date(self) -> None:
+        self.common_headers = http.common_headers(http.http_date(time.time()))
+
+    # -- signals --------------------------------------------------------------------------------
+
+    def _install_signals(self) -> None:
+        read_fd, write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._signal_pipe = (read_fd, write_fd)
+        for sig in WORKER_SIGNALS:
+            signal.signal(sig, _record_only)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+        signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+        self.reactor.register(read_fd, EPOLLIN, self._on_signal_pipe)
+
+    def _on_signal_pipe(self, mask: int) -> None:
+        try:
+            data = os.read(self._signal_pipe[0], 512)
+        except BlockingIOError:
+            return
+        for signum in data:
+            if signum == signal.SIGQUIT:
+                self.stop_gracefully()
+            elif signum in (signal.SIGTERM, signal.SIGINT):
+                self.stop_now()
+            elif signum == signal.SIGUSR1:
+                reopen_error_log()
+                if self.access_log is not None:
+                    self.access_log.reopen()
+            # HUP, USR2, WINCH, TTIN, TTOU are the master's; a worker ignores them.
+
+    # -- connections ----------------------------------------------------------------------------
+
+    def add_connection(self, conn) -> None:
+        self.connections[conn.fd] = conn
+
+    def connection_closed(self, conn) -> None:
+        self.connections.pop(conn.fd, None)
+        if self.accepting_paused and not self.stopping and not self.at_capacity():
+            self.resume_accepting()
+        if self.stopping and not self.connections:
+            self.reactor.stop()
+
+    def at_capacity(self) -> bool:
+        return len(self.connections) >= self.config.worker_connections
+
+    def pause_accepting(self, seconds: float | None, error: OSError | None = None) -> None:
+        """Stop accepting: until a connection closes (seconds None) or for a while (EMFILE)."""
+        if error is not None and not self.emfile_logged:
+            self.emfile_logged = True  # once, not at every attempt
+            log.error("worker %d: accept failed (%s); pausing accepts while descriptors are short",
+                      os.getpid(), error.strerror)
+        self.accepting_paused = True
+        for listener in self.listeners:
+            listener.pause()
+        if seconds is not None:
+            self.reactor.call_later(seconds, self.resume_accepting)
+
+    def resume_accepting(self) -> None:
+        if self.stopping or not self.accepting_paused:
+            return
+        self.accepting_paused = False
+        for listener in self.listeners:
+            listener.start()
+
+    def log_access(self, conn) -> None:
+        if self.access_log is not None:
+            self.access_log.write(conn.peer, conn.request, conn.status, conn.sent_body)
+
+    # -- stopping -------------------------------------------------------------------------------
+
+    def stop_gracefully(self) -> None:
+        """QUIT: accept nothing more, finish in-flight requests, close idle connections."""
+        if self.stopping:
+            return
+        self.stopping = True
+        for listener in self.listeners:
+            listener.pause()
+        for conn in list(self.connections.values()):
+            if conn.idle():
+                conn.abort()
+        if not self.connections:
+            self.reactor.stop()
+            return
+        grace = self.config.graceful_timeout
+        self.reactor.call_later(grace, self.stop_now)
+
+    def recycle(self) -> None:
+        """max_requests reached: leave gracefully so the master starts a fresh worker."""
+        log.info("worker %d: %d requests served, recycling", os.getpid(), self.requests)
+        self.reactor.call_later(0, self.stop_gracefully)
+
+    def stop_now(self) -> None:
+        for conn in list(self.connections.values()):
+            conn.abort()
+        self.reactor.stop()
+
+
+def _record_only(signum, frame) -> None:
+    """The wake-up fd carries the signal to the loop; the handler itself must do nothing."""
+
+
+def serve(config, sockets, **kwargs) -> int:
+    """Run one worker on already-bound sockets in this process."""
+    return Worker(config, sockets, **kwargs).run()
