@@ -78,7 +78,7 @@ class Server:
     def wait_for_log(self, pattern: str, timeout: float = 10.0):
         return wait_until(lambda: re.search(pattern, self.log()), timeout, message=f"log line {pattern!r}")
 
-    def signal(self, sig) -> None:
+    def send_signal(self, sig) -> None:
         self.proc.send_signal(sig)
 
     def stop(self, sig=signal.SIGTERM, timeout: float = 10.0) -> int | None:
