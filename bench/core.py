@@ -1,0 +1,159 @@
+"""Issue 2's benchmark: one prefork worker against nginx, both on one core, GET /plaintext.
+
+    python bench/core.py [--rounds 3] [--duration 10] [--quick] [--no-doc]
+
+prefork (built-in site, `-w 1`, no access log) and nginx (`worker_processes 1`, `access_log off`,
+`return 200 "Hello, World!"`) run pinned to core 0, wrk -t1 -c64 to core 1, in interleaved rounds.
+A bare 40-line epoll loop in Python (bench/bare_epoll.py) is measured too, as the ceiling of
+Python on this machine. Targets: prefork >= 0.8x nginx's requests/s, and <= 1.4x its CPU per request.
+Prints a progress line per measurement; writes the "core" section of docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import harness  # noqa: E402  (a script run as `python bench/core.py`)
+
+NGINX_CONF = """\
+worker_processes 1;
+daemon off;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    client_body_temp_path {dir}/body;
+    proxy_temp_path {dir}/proxy;
+    fastcgi_temp_path {dir}/fastcgi;
+    uwsgi_temp_path {dir}/uwsgi;
+    scgi_temp_path {dir}/scgi;
+    server {{
+        listen 127.0.0.1:{port};
+        location /plaintext {{ default_type text/plain; return 200 "Hello, World!"; }}
+    }}
+}}
+"""
+
+NGINX_NOTE = ("`worker_processes 1; daemon off; access_log off;` and `location /plaintext "
+              "{ default_type text/plain; return 200 \"Hello, World!\"; }`, otherwise Debian's defaults")
+
+
+def nginx_setup(port: int, workdir: Path) -> list[str]:
+    """Write a temporary nginx.conf for this port; nginx runs as a master and one worker."""
+    conf_dir = Path(tempfile.mkdtemp(prefix="nginx-", dir=workdir))
+    (conf_dir / "nginx.conf").write_text(NGINX_CONF.format(dir=conf_dir, port=port))
+    return [harness.NGINX, "-p", str(conf_dir), "-c", str(conf_dir / "nginx.conf")]
+
+
+def nginx_spec() -> harness.ServerSpec:
+    return harness.ServerSpec("nginx", [harness.NGINX, "-c", "nginx.conf"], setup=nginx_setup, note=NGINX_NOTE)
+
+
+def specs() -> list[harness.ServerSpec]:
+    prefork = shutil.which("prefork") or sys.exit("the prefork command is not installed: pip install -e .")
+    return [
+        harness.ServerSpec("prefork", [prefork, "-w", "1", "-b", "127.0.0.1:{port}"],
+                           note="built-in site, `-w 1`, no access log (the default)"),
+        nginx_spec(),
+        harness.ServerSpec("bare epoll loop", [sys.executable, str(harness.REPO / "bench" / "bare_epoll.py"), "{port}"],
+                           note="bench/bare_epoll.py: reference only, no HTTP parsing at all"),
+    ]
+
+
+def report(results: dict, info: dict, args) -> str:
+    med = {name: harness.medians(runs) for name, runs in results.items()}
+    nginx = med.get("nginx")
+
+    def ratio(name, key):
+        if not (med.get(name) and nginx):
+            return None
+        return med[name][key] / nginx[key]
+
+    lines = [
+        "## One worker vs nginx (issue 2)",
+        "",
+        "Command:",
+        "",
+        f"    python bench/core.py --rounds {args.rounds} --duration {args.duration:g}",
+        "",
+        *harness.machine_lines(info),
+        f"- {args.rounds} interleaved rounds x {args.duration:g} s, `wrk -t1 -c64 -d{args.duration:g}s --latency "
+        "http://127.0.0.1:PORT/plaintext` on core 1, server on core 0; medians over rounds",
+        "",
+        "| server | requests/s | p99 latency | CPU per request | req/s vs nginx | CPU/req vs nginx |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, m in med.items():
+        if m is None:
+            lines.append(f"| {name} | failed | | | | |")
+            continue
+        lines.append(f"| {name} | {m['rps']:,.0f} | {m['p99_ms']:.2f} ms | {m['cpu_us_per_request']:.1f} us | "
+                     f"{harness.fmt_ratio(ratio(name, 'rps'))} | {harness.fmt_ratio(ratio(name, 'cpu_us_per_request'))} |")
+    rps_ratio, cpu_ratio = ratio("prefork", "rps"), ratio("prefork", "cpu_us_per_request")
+    verdict = lambda ok: "met" if ok else "NOT met"  # noqa: E731
+    lines += [
+        "",
+        "Targets (issue 2), from the medians of this run:",
+        "",
+        f"- prefork requests/s >= 0.8x nginx: **{harness.fmt_ratio(rps_ratio)}** -- "
+        f"{verdict(rps_ratio is not None and rps_ratio >= 0.8)}",
+        f"- prefork CPU per request <= 1.4x nginx: **{harness.fmt_ratio(cpu_ratio)}** -- "
+        f"{verdict(cpu_ratio is not None and cpu_ratio <= 1.4)}",
+        "",
+        "Every round (req/s, p99, CPU per request, foreign load on the machine):",
+        "",
+        "| round | " + " | ".join(results) + " |",
+        "| --- | " + " | ".join("---" for _ in results) + " |",
+    ]
+    for round_index in range(args.rounds):
+        cells = []
+        for runs in results.values():
+            run = runs[round_index] if round_index < len(runs) else None
+            if run is None or "error" in run:
+                cells.append("failed")
+            else:
+                cells.append(f"{run['rps']:,.0f}/s, {run['p99_ms']:.2f} ms, {run['cpu_us_per_request']:.1f} us, "
+                             f"{100 * run['foreign_cpu']:.0f}%")
+        lines.append(f"| {round_index + 1} | " + " | ".join(cells) + " |")
+    lines += ["", "Servers:", ""]
+    for spec in specs():
+        lines.append(f"- {spec.name}: {spec.note}" + (f"; `{spec.command_line()}`" if not spec.setup else ""))
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    harness.common_arguments(parser, rounds=3, duration=10.0)
+    args = parser.parse_args()
+    harness.apply_quick(args)
+    harness.check_tools()
+    if not Path(harness.NGINX).exists():
+        sys.exit(f"{harness.NGINX} is missing: apt-get install -y nginx-light")
+    info = harness.machine()
+    harness.progress(f"core benchmark: {args.rounds} rounds x {len(specs())} servers x {args.duration:g} s; "
+                     f"load {info['load_before']}")
+    harness.OUT.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="prefork-bench-") as workdir:
+        results = harness.run_rounds(specs(), args.rounds, args.duration, args.warmup, Path(workdir))
+    info["load_after"] = harness.loadavg()
+    text = report(results, info, args)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    (harness.OUT / f"core-{stamp}.json").write_text(json.dumps({"machine": info, "results": results}, indent=1))
+    print()
+    print(text)
+    if not args.no_doc:
+        harness.update_doc("core", text)
+        harness.progress(f"wrote {harness.DOC.relative_to(harness.REPO)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,412 @@
+"""What both benchmarks share: start a pinned server, run wrk against it, count CPU, write the doc.
+
+Rules every measurement here follows (see docs/benchmarks.md):
+- the server is pinned to core 0 and wrk to core 1 with `taskset`;
+- traffic goes only to 127.0.0.1, and every process started here is stopped by this script;
+- server CPU is utime+stime from /proc of the server process and all its descendants
+  (a master and its workers; all threads are included in a process's /proc/PID/stat);
+- wrk's own CPU (from wait4) and the machine's total (from /proc/stat) are measured too, so the
+  CPU that *other* programs burned during a measurement is known: it is printed as "foreign".
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+DOC = REPO / "docs" / "benchmarks.md"
+OUT = REPO / "bench" / "out"
+WRK = "/usr/bin/wrk"
+NGINX = "/usr/sbin/nginx"
+SERVER_CORE = "0"
+CLIENT_CORE = "1"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def progress(message: str) -> None:
+    """One progress line, flushed at once (the runs are long)."""
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# -- CPU accounting -----------------------------------------------------------------------------
+
+def _stat_fields(pid: int) -> list[str] | None:
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:  # gone meanwhile
+        return None
+    # comm (field 2) may hold spaces and parentheses: split after the last ')'
+    return text[text.rindex(")") + 2:].split()
+
+
+def process_tree(root: int) -> list[int]:
+    """root and all its descendants, from the ppid field of every /proc/PID/stat."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            fields = _stat_fields(int(entry))
+            if fields:
+                children.setdefault(int(fields[1]), []).append(int(entry))  # field 4: ppid
+    tree, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        tree.append(pid)
+        todo.extend(children.get(pid, ()))
+    return tree
+
+
+def tree_cpu_seconds(root: int) -> dict[int, float]:
+    """utime+stime (fields 14 and 15) of every process in the tree, in seconds, by pid."""
+    cpu = {}
+    for pid in process_tree(root):
+        fields = _stat_fields(pid)
+        if fields:
+            cpu[pid] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return cpu
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds all cores spent on anything but idle/iowait since boot (/proc/stat)."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    user, nice, system, idle, iowait, irq, softirq, steal = values[:8]
+    return (user + nice + system + irq + softirq + steal) / CLOCK_TICKS
+
+
+def loadavg() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+# -- servers ------------------------------------------------------------------------------------
+
+@dataclass
+class ServerSpec:
+    """How to start one server: argv (without taskset), the URL path to load, and notes."""
+    name: str
+    argv: list[str]
+    path: str = "/plaintext"
+    cwd: Path = REPO
+    env: dict[str, str] = field(default_factory=dict)
+    note: str = ""
+    setup: object = None  # optional callable(port, workdir) -> argv, for servers needing a config file
+
+    def command_line(self, port: int | str = "PORT") -> str:
+        return " ".join(str(a) for a in self.argv).replace("{port}", str(port))
+
+
+def _read_response(sock: socket.socket) -> bytes:
+    """One response framed by Content-Length (or by EOF): some servers ignore Connection: close."""
+    answer = b""
+    while b"\r\n\r\n" not in answer:
+        chunk = sock.recv(4096)
+        if not chunk:
+            return answer
+        answer += chunk
+    head = answer.split(b"\r\n\r\n", 1)[0].lower()
+    length = re.search(rb"\r\ncontent-length:\s*(\d+)", head)
+    while True:
+        if length and len(answer) >= len(head) + 4 + int(length.group(1)):
+            return answer
+        chunk = sock.recv(4096)
+        if not chunk:
+            return answer
+        answer += chunk
+
+
+class RunningServer:
+    """A server started pinned to the server core in its own process group; stop() ends it all."""
+
+    def __init__(self, spec: ServerSpec, workdir: Path):
+        self.spec = spec
+        self.port = free_port()
+        argv = spec.setup(self.port, workdir) if spec.setup else spec.argv
+        argv = [str(a).replace("{port}", str(self.port)) for a in argv]
+        self.log_path = workdir / f"{spec.name.replace(' ', '_').replace('/', '_')}.log"
+        self.log = open(self.log_path, "wb")
+        env = {**os.environ, **spec.env}
+        self.proc = subprocess.Popen(["taskset", "-c", SERVER_CORE, *argv], cwd=spec.cwd, env=env,
+                                     stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+
+    def wait_ready(self, timeout: float = 20.0) -> None:
+        """Poll until a GET of the benchmark path answers 200; raise with the log if not."""
+        deadline = time.monotonic() + timeout
+        request = f"GET {self.spec.path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode()
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                break
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
+                    sock.sendall(request)
+                    answer = _read_response(sock)
+                if answer.startswith(b"HTTP/1.1 200") or answer.startswith(b"HTTP/1.0 200"):
+                    if answer.endswith(b"Hello, World!"):
+                        return
+                    raise RuntimeError(f"{self.spec.name}: unexpected body: {answer[-80:]!r}")
+            except OSError:
+                pass
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"{self.spec.name} did not serve {self.spec.path} within {timeout:.0f} s; "
+                           f"log:\n{self.log_path.read_text(errors='replace')[-2000:]}")
+
+    def stop(self) -> None:
+        """TERM the whole process group, KILL what is left after 10 s."""
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+            except ProcessLookupError:
+                pass
+        try:  # workers that outlived their master (should not happen) go too
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        self.log.close()
+
+
+# -- wrk ----------------------------------------------------------------------------------------
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0, "m": 60000.0}
+
+
+def _millis(text: str) -> float:
+    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text).groups()
+    return float(number) * _UNITS[unit]
+
+
+def parse_wrk(output: str) -> dict:
+    """Requests/s, p50/p99 latency (ms), request and error counts from `wrk --latency` output."""
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", output)
+    p99 = re.search(r"^\s+99%\s+(\S+)", output, re.M)
+    p50 = re.search(r"^\s+50%\s+(\S+)", output, re.M)
+    total = re.search(r"(\d+) requests in", output)
+    if not (rps and p99 and total):
+        raise RuntimeError(f"cannot parse wrk output:\n{output}")
+    errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", output))
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    return {"rps": float(rps.group(1)), "p99_ms": _millis(p99.group(1)), "p50_ms": _millis(p50.group(1)),
+            "requests": int(total.group(1)), "socket_errors": errors,
+            "non2xx": int(non2xx.group(1)) if non2xx else 0}
+
+
+def run_wrk(url: str, duration: float, connections: int = 64) -> tuple[dict, str]:
+    """wrk -t1 -cN -dD --latency pinned to the client core; returns (parsed result, raw output)."""
+    argv = ["taskset", "-c", CLIENT_CORE, WRK, "-t1", f"-c{connections}", f"-d{duration:g}s", "--latency", url]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        output, _ = proc.communicate(timeout=duration + 30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise RuntimeError(f"wrk did not finish within {duration + 30:.0f} s")
+    # taskset execs wrk, so the child reaped here is wrk itself: measure() reads its CPU time
+    # from RUSAGE_CHILDREN
+    return parse_wrk(output), output
+
+
+def measure(spec: ServerSpec, workdir: Path, duration: float, warmup: float) -> dict:
+    """Start the server, warm it up, measure one wrk run with CPU accounting, stop it."""
+    import resource
+
+    server = RunningServer(spec, workdir)
+    try:
+        server.wait_ready()
+        url = f"http://127.0.0.1:{server.port}{spec.path}"
+        if warmup > 0:
+            run_wrk(url, warmup)
+        children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu_before = tree_cpu_seconds(server.proc.pid)
+        busy_before = machine_busy_seconds()
+        started = time.monotonic()
+        result, output = run_wrk(url, duration)
+        elapsed = time.monotonic() - started
+        busy_after = machine_busy_seconds()
+        cpu_after = tree_cpu_seconds(server.proc.pid)
+        children_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        pids = sorted(set(cpu_before) | set(cpu_after))
+        if set(cpu_before) != set(cpu_after):
+            result["note"] = "process tree changed during the run"
+        server_cpu = sum(cpu_after.get(p, 0.0) - cpu_before.get(p, 0.0) for p in pids)
+        wrk_cpu = ((children_after.ru_utime + children_after.ru_stime)
+                   - (children_before.ru_utime + children_before.ru_stime))
+        result.update(
+            server=spec.name, server_cpu_s=server_cpu, processes=len(pids), wrk_cpu_s=wrk_cpu,
+            elapsed_s=elapsed,
+            cpu_us_per_request=1e6 * server_cpu / result["requests"] if result["requests"] else float("nan"),
+            server_core_busy=server_cpu / elapsed,
+            foreign_cpu=max(0.0, (busy_after - busy_before) - server_cpu - wrk_cpu) / elapsed,
+        )
+        if result["non2xx"] or result["socket_errors"]:
+            result["note"] = (result.get("note", "") + f" non-2xx {result['non2xx']}, "
+                              f"socket errors {result['socket_errors']}").strip()
+        return result
+    finally:
+        server.stop()
+
+
+def describe(result: dict) -> str:
+    return (f"{result['rps']:>9,.0f} req/s  p99 {result['p99_ms']:7.2f} ms  "
+            f"cpu {result['cpu_us_per_request']:6.1f} us/req  (server core {100 * result['server_core_busy']:.0f}% busy, "
+            f"foreign load {100 * result['foreign_cpu']:.0f}% of a core)")
+
+
+def run_rounds(specs: list[ServerSpec], rounds: int, duration: float, warmup: float,
+               workdir: Path) -> dict[str, list[dict]]:
+    """Interleaved rounds (A B C, then C B A, ...): each server once per round, in alternating order."""
+    results: dict[str, list[dict]] = {spec.name: [] for spec in specs}
+    total = rounds * len(specs)
+    step = 0
+    for round_index in range(rounds):
+        order = specs if round_index % 2 == 0 else list(reversed(specs))
+        for spec in order:
+            step += 1
+            left = (total - step + 1) * (duration + warmup + 2)
+            progress(f"[{step}/{total}] round {round_index + 1}/{rounds}: {spec.name} "
+                     f"({duration:g} s, about {left / 60:.1f} min left) load {loadavg()}")
+            try:
+                result = measure(spec, workdir, duration, warmup)
+            except RuntimeError as exc:
+                progress(f"    {spec.name} FAILED: {str(exc).splitlines()[0]}")
+                results[spec.name].append({"server": spec.name, "error": str(exc)})
+                continue
+            result["round"] = round_index + 1
+            results[spec.name].append(result)
+            progress(f"    {spec.name}: {describe(result)}")
+    return results
+
+
+def medians(runs: list[dict]) -> dict | None:
+    good = [r for r in runs if "error" not in r]
+    if not good:
+        return None
+    return {key: statistics.median(r[key] for r in good)
+            for key in ("rps", "p99_ms", "cpu_us_per_request", "foreign_cpu", "server_core_busy")} | {
+        "rounds": len(good)}
+
+
+# -- machine and doc ----------------------------------------------------------------------------
+
+def machine() -> dict:
+    cpu_model = "unknown"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu_model = line.split(":", 1)[1].strip()
+            break
+    try:
+        nginx = subprocess.run([NGINX, "-v"], capture_output=True, text=True).stderr.strip().split("/")[-1]
+    except OSError:
+        nginx = "not installed"
+    try:
+        wrk = subprocess.run([WRK, "-v"], capture_output=True, text=True).stdout.split()[1]
+    except (OSError, IndexError):
+        wrk = "unknown"
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
+                                text=True).stdout.strip()
+    except OSError:
+        commit = "unknown"
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "nproc": os.cpu_count(), "cpu": cpu_model, "kernel": platform.release(),
+        "python": platform.python_version(), "nginx": nginx, "wrk": wrk, "commit": commit,
+        "load_before": loadavg(),
+    }
+
+
+def machine_lines(info: dict) -> list[str]:
+    return [
+        f"- date: {info['date']}, prefork commit `{info['commit']}`",
+        f"- machine: {info['nproc']} cores, {info['cpu']}, Linux {info['kernel']}",
+        f"- Python {info['python']}, nginx {info['nginx']}, wrk {info['wrk']}",
+        f"- load average (1, 5, 15 min) before the run: {info['load_before']}; after: {info['load_after']}",
+    ]
+
+
+DOC_HEADER = """# Benchmarks
+
+Reproducible comparisons of prefork against nginx and against the Python servers users would pick
+instead. Numbers from a noisy 2-core machine: compare the **ratios within one run**, not absolute
+numbers across runs or machines.
+
+## How to reproduce
+
+    pip install -e . && apt-get install -y nginx-light wrk libev-dev
+    python bench/core.py             # issue 2: one worker vs nginx (3 rounds x 10 s, about 2 min)
+    python bench/peers.py            # issue 4: WSGI/ASGI peers (installs bench/.venv-peers; 2 rounds x 10 s)
+    python bench/profile.py          # where a worker spends its time under wrk (py-spy)
+
+Options: `--rounds N`, `--duration S`, `--quick` (1 round x 3 s, for trying the script), `--no-doc`
+(print only). Raw results of each run go to `bench/out/*.json`.
+
+## Method
+
+- One server worker pinned to core 0 (`taskset -c 0`, which its master and threads inherit),
+  `wrk -t1 -c64 -dDs --latency` pinned to core 1, traffic only to 127.0.0.1.
+- Interleaved rounds: every server is measured once per round, in alternating order (A B C, then
+  C B A), each on a fresh start after a 2 s warm-up run; the table shows the **median** over rounds.
+- Requests/s and the 99th percentile latency come from wrk. **Server CPU per request** is the
+  utime+stime of the server process and all its descendants (master + worker), read from
+  `/proc/PID/stat` (fields 14 and 15) before and after the wrk run, divided by the requests wrk counted.
+- "Foreign load" is the CPU that other programs on the machine used during a measurement
+  (total busy time from `/proc/stat` minus the server's and wrk's own CPU), in % of one core.
+  Above ~10 % the numbers of that round are disturbed.
+"""
+
+
+def update_doc(section: str, body: str) -> None:
+    """Replace (or append) the section between <!-- BEGIN section --> and <!-- END section -->."""
+    begin, end = f"<!-- BEGIN {section} -->", f"<!-- END {section} -->"
+    text = DOC.read_text() if DOC.exists() else DOC_HEADER
+    block = f"{begin}\n{body.rstrip()}\n{end}"
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        text = head + block + rest.split(end, 1)[1]
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    DOC.parent.mkdir(exist_ok=True)
+    DOC.write_text(text)
+
+
+def fmt_ratio(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}x"
+
+
+def common_arguments(parser, rounds: int, duration: float) -> None:
+    parser.add_argument("--rounds", type=int, default=rounds, help=f"interleaved rounds (default {rounds})")
+    parser.add_argument("--duration", type=float, default=duration, help=f"seconds per wrk run (default {duration:g})")
+    parser.add_argument("--warmup", type=float, default=2.0, help="seconds of wrk before each measured run")
+    parser.add_argument("--quick", action="store_true", help="1 round x 3 s, 1 s warm-up: to try the script")
+    parser.add_argument("--no-doc", action="store_true", help="do not update docs/benchmarks.md")
+
+
+def apply_quick(args) -> None:
+    if args.quick:
+        args.rounds, args.duration, args.warmup = 1, 3.0, 1.0
+
+
+def check_tools() -> None:
+    for tool in (WRK, "/usr/bin/taskset"):
+        if not os.path.exists(tool):
+            sys.exit(f"{tool} is missing: apt-get install -y wrk util-linux")
+    if (os.cpu_count() or 1) < 2:
+        sys.exit("needs 2 cores: the server is pinned to core 0 and wrk to core 1")
