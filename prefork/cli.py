@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         return send_control(config, control)
     from .master.arbiter import Arbiter
 
-    return Arbiter(config, argv=sys.argv if argv is None else ["prefork", *argv]).run()
+    return Arbiter(config, argv=sys.argv if argv is None else ["prefork", *argv], overrides=args).run()
 
 
 def check(config) -> int:

@@ -1,8 +1,15 @@
 """The master process: bind, fork one worker per slot, supervise with signals.
 
-One readable loop, as gunicorn's arbiter and nginx's master cycle: signal handlers only record
-the signal (through `signal.set_wakeup_fd`), the loop wakes, handles what was recorded, reaps
-and respawns.
+One readable loop, as gunicorn's arbiter: signal handlers only record the signal (through
+`signal.set_wakeup_fd`, which writes its number to a pipe the loop sleeps on); the loop wakes,
+acts on what was recorded in a fixed order, as nginx's master cycle does (children first,
+then stop, quit, reload, reopen, upgrade, WINCH, resize), then does its housekeeping: hung
+workers, the end of a reload, respawns.
+
+Slots: slot i is a position, 0 <= i < active, with at most one *current* worker. During a
+reload (HUP) or a TTOU the workers being replaced are *superseded*: they keep serving until
+every slot has a current worker that is serving (it wrote its first heartbeat), and only
+then are they sent QUIT. So there is never a moment when a socket has nobody accepting on it.
 """
 
 from __future__ import annotations
@@ -11,73 +18,348 @@ import logging
 import os
 import select
 import signal
+import socket
 import sys
+import time
+from dataclasses import dataclass, field
 
 from setproctitle import setproctitle
 
-from prefork.logs import setup_error_log
+from prefork import config as configuration
+from prefork.logs import reopen_error_log, setup_error_log
 
-from .sockets import BindError, bind_all, worker_sockets
+from . import child, systemd, upgrade
+from .pidfile import Pidfile
+from .scoreboard import Scoreboard
+from .sockets import BindError, assignment, bind_all, covers, worker_sockets
 
 log = logging.getLogger("prefork")
 
-HANDLED = (signal.SIGHUP, signal.SIGQUIT, signal.SIGTERM, signal.SIGINT, signal.SIGCHLD)
+HANDLED = (signal.SIGHUP, signal.SIGQUIT, signal.SIGTERM, signal.SIGINT, signal.SIGCHLD, signal.SIGUSR1,
+           signal.SIGUSR2, signal.SIGWINCH, signal.SIGTTIN, signal.SIGTTOU)
+FAST_GRACE = 2.0  # seconds workers get after TERM/INT before SIGKILL
+GRACE_MARGIN = 1.0  # after graceful_timeout the worker stops itself; SIGKILL only if it did not
+ABORT_GRACE = 1.0  # seconds between SIGABRT and SIGKILL for a hung worker
+STABLE_AFTER = 10.0  # a worker that lived this long resets its slot's crash count
+MAX_BACKOFF = 30.0
+# Changing these needs new sockets or a new master: HUP keeps the old value and says so.
+RESTART_KEYS = ("bind", "reuse_port", "backlog", "preload", "pid")
+
+
+@dataclass
+class WorkerProcess:
+    """What the master knows about one of its workers."""
+
+    pid: int
+    slot: int
+    generation: int
+    cell: object
+    indices: tuple  # socket indices served, per listening (see sockets.assignment)
+    spawned: float
+    state: str = "current"  # "current", "superseded" (QUIT once replaced), "stopping" (signalled)
+    ready: bool = False  # wrote its first heartbeat: it is accepting
+    kill_at: float | None = None  # SIGKILL at this time if still alive
+    aborted: bool = False  # SIGABRT sent for a missed heartbeat
+
+    def name(self) -> str:
+        return f"worker {self.slot} [gen {self.generation}] (pid {self.pid})"
+
+
+@dataclass
+class Snapshot:
+    """The state before a reload, restored if the new generation cannot boot."""
+
+    config: object
+    generation: int
+    slots: list = field(default_factory=list)
 
 
 class Arbiter:
-    def __init__(self, config, argv=None):
+    def __init__(self, config, argv=None, overrides=None):
         self.config = config
-        self.argv = argv or sys.argv
-        self.workers: dict[int, int] = {}  # pid -> slot
+        self.argv = list(argv or sys.argv)
+        self.overrides = dict(overrides or {})  # command-line settings, reapplied on HUP
+        self.cwd = os.getcwd()
+        self.workers: dict[int, WorkerProcess] = {}  # pid -> worker
+        self.slots: list[int | None] = []  # slot -> pid of its current worker
+        self.respawn_at: dict[int, float] = {}
+        self.failures: dict[int, int] = {}
         self.listenings = []
-        self.stopping = False
+        self.generation = 1
+        self.board = None
+        self.app = None
+        self.pidfile = Pidfile(config.pid)
+        self.stopping: str | None = None  # None, "graceful" or "fast"
+        self.exit_code = 0
+        self.paused = False  # WINCH: no workers until HUP
+        self.snapshot: Snapshot | None = None  # a reload in progress
+        self.announced_ready = False
+        self.new_master: int | None = None  # USR2 in progress
+        self.upgraded = False  # we are the new master of an upgrade
+        self.pipe = (-1, -1)
+
+    # -- start ----------------------------------------------------------------------------------
 
     def run(self) -> int:
+        """Start, supervise until stopped; returns the exit code of the `prefork` command."""
         setup_error_log(self.config.error_log, self.config.log_level)
+        if not self.start():
+            return 1
         try:
-            self.listenings = bind_all(self.config.bind, self.config.worker_count, self.config.reuse_port,
-                                       self.config.backlog)
+            self.loop()
+        finally:
+            self.cleanup()
+        return self.exit_code
+
+    def start(self) -> bool:
+        inherited = upgrade.inherited_sockets()
+        self.upgraded = bool(inherited)
+        activated = []
+        for fd, _name in systemd.listen_fds():
+            try:
+                activated.append(socket.socket(fileno=fd))
+            except OSError as exc:
+                log.error("LISTEN_FDS: descriptor %d is not a socket: %s", fd, exc.strerror)
+        count = self.config.worker_count
+        try:
+            self.listenings = bind_all(self.config.bind, count, self.config.reuse_port, self.config.backlog,
+                                       inherited, activated)
         except BindError as exc:
             log.error("%s", exc)
-            return 1
+            return False
         for listening in self.listenings:
             log.info("listening on %s (port %s)", listening.address.text, listening.bound_port)
-        setproctitle(f"prefork: master [{' '.join(self.argv[1:])}]")
-        read_fd, write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        for sig in HANDLED:
-            signal.signal(sig, lambda *_: None)
-        signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
-        for slot in range(self.config.worker_count):
-            self.spawn(slot)
-        while self.workers:
-            select.select([read_fd], [], [], 1.0)
+        if self.config.preload and self.config.app:
+            from prefork.apps.loader import AppLoadError, load_app
+
             try:
-                received = os.read(read_fd, 512)
-            except BlockingIOError:
-                received = b""
-            for signum in received:
-                if signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
-                    self.stopping = True
-                    for pid in self.workers:
-                        os.kill(pid, signum)
+                self.app = load_app(self.config.app, self.config.chdir)
+            except AppLoadError as exc:
+                log.error("cannot preload the app: %s", exc)
+                return False
+        self.pipe = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        for sig in HANDLED:
+            signal.signal(sig, _record_only)
+        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+        signal.set_wakeup_fd(self.pipe[1], warn_on_full_buffer=False)
+        self.board = Scoreboard(max(256, 4 * count))
+        self.board.set_generation(self.generation)
+        self.pidfile.write()
+        self.slots = [None] * count
+        self.set_title()
+        log.info("master %d: %d workers, generation %d%s", os.getpid(), count, self.generation,
+                 " (upgraded: sockets inherited)" if self.upgraded else "")
+        return True
+
+    # -- the loop -------------------------------------------------------------------------------
+
+    def loop(self) -> None:
+        while True:
+            self.sleep()
+            self.handle_signals(self.read_signals())
             self.reap()
-        return 0
+            if self.stopping:
+                if not self.workers:
+                    return
+                self.kill_overdue()
+                continue
+            self.check_heartbeats()
+            self.kill_overdue()
+            self.finish_replacements()
+            self.spawn_missing()
 
-    def spawn(self, slot: int) -> None:
-        pid = os.fork()
-        if pid:
-            self.workers[pid] = slot
+    def sleep(self) -> None:
+        """Wait for a signal, or the next thing due (respawn, deadline, a worker becoming ready)."""
+        timeout = 1.0
+        now = time.monotonic()
+        if any(not w.ready for w in self.workers.values()) or self.snapshot:
+            timeout = 0.02  # poll the scoreboard: the reload completes when the new workers serve
+        for due in list(self.respawn_at.values()) + [w.kill_at for w in self.workers.values() if w.kill_at]:
+            timeout = min(timeout, max(0.0, due - now))
+        if self.stopping is None and not self.paused and any(
+                pid is None and slot not in self.respawn_at for slot, pid in enumerate(self.slots)):
+            timeout = 0.0
+        select.select([self.pipe[0]], [], [], timeout)
+
+    def read_signals(self) -> list[int]:
+        received = bytearray()
+        while True:
+            try:
+                data = os.read(self.pipe[0], 4096)
+            except (BlockingIOError, InterruptedError):
+                break
+            if not data:
+                break
+            received += data
+        return list(received)
+
+    def handle_signals(self, received: list[int]) -> None:
+        """Act on the recorded signals in nginx's fixed order, whatever order they came in."""
+        if signal.SIGTERM in received or signal.SIGINT in received:
+            self.handle_term()
+        if signal.SIGQUIT in received:
+            self.handle_quit()
+        if signal.SIGHUP in received:
+            self.handle_hup()
+        if signal.SIGUSR1 in received:
+            self.handle_usr1()
+        if signal.SIGUSR2 in received:
+            self.handle_usr2()
+        if signal.SIGWINCH in received:
+            self.handle_winch()
+        for signum in received:  # each TTIN and TTOU counts
+            if signum == signal.SIGTTIN:
+                self.handle_ttin()
+            elif signum == signal.SIGTTOU:
+                self.handle_ttou()
+
+    # -- signal handlers, run by the loop -------------------------------------------------------
+
+    def handle_term(self) -> None:
+        self.stop(graceful=False)
+
+    def handle_quit(self) -> None:
+        self.stop(graceful=True)
+
+    def handle_hup(self) -> None:
+        """Re-read the configuration; start a new generation; the old one stops once replaced."""
+        if self.stopping:
             return
-        code = 1
+        log.info("reloading (HUP)")
+        systemd.notify("RELOADING=1", systemd.reloading_message(), "STATUS=reloading")
         try:
-            setproctitle(f"prefork: worker {slot}")
-            from prefork.workers.worker import Worker
+            new = configuration.load(self.config.path, self.overrides)
+        except configuration.ConfigError as exc:
+            log.error("reload failed, configuration unchanged: %s", exc)
+            systemd.notify("READY=1", self.status())
+            return
+        for key in RESTART_KEYS:
+            if new.values[key] != self.config.values[key]:
+                log.warning("reload: a change of %r (%r -> %r) takes effect at the next upgrade (USR2) "
+                            "or restart", key, self.config.values[key], new.values[key])
+                new.values[key] = self.config.values[key]
+        if self.snapshot is None:
+            self.snapshot = Snapshot(self.config, self.generation, list(self.slots))
+        self.config = new
+        setup_error_log(new.error_log, new.log_level)
+        self.generation += 1
+        self.board.set_generation(self.generation)
+        self.paused = False
+        for worker in self.workers.values():
+            if worker.state == "current":
+                worker.state = "superseded"
+        self.resize(new.worker_count)
+        self.slots = [None] * len(self.slots)
+        self.respawn_at.clear()
+        self.failures.clear()
+        log.info("generation %d: starting %d workers", self.generation, len(self.slots))
 
-            code = Worker(self.config, worker_sockets(self.listenings, slot), slot=slot).run()
-        except BaseException:
-            log.exception("worker %d failed", os.getpid())
-        finally:
-            os._exit(code)
+    def handle_usr1(self) -> None:
+        log.info("reopening log files (USR1)")
+        reopen_error_log()
+        self.signal_workers(signal.SIGUSR1, list(self.workers.values()))
+
+    def handle_usr2(self) -> None:
+        """Upgrade on the fly: start a new master that inherits every listening socket."""
+        if self.stopping:
+            return
+        if self.new_master is not None:
+            log.warning("upgrade (USR2) ignored: new master %d is already running", self.new_master)
+            return
+        self.pidfile.rename_to_oldbin()
+        try:
+            self.new_master = upgrade.start_new_master(self.argv, self.listenings, self.cwd)
+        except OSError as exc:
+            log.error("upgrade failed: cannot start a new master: %s", exc)
+            self.pidfile.restore_from_oldbin()
+            return
+        log.info("upgrade (USR2): new master %d started with our sockets; QUIT %d to complete it, "
+                 "or WINCH %d then QUIT %d... to roll back", self.new_master, os.getpid(), os.getpid(),
+                 self.new_master)
+        self.set_title()
+
+    def handle_winch(self) -> None:
+        """Stop the workers gracefully, keep the master and its sockets; HUP brings workers back."""
+        if self.stopping:
+            return
+        log.info("stopping workers gracefully, keeping the sockets (WINCH); HUP starts them again")
+        self.paused = True
+        self.snapshot = None
+        self.respawn_at.clear()
+        self.quit_workers([w for w in self.workers.values() if w.state != "stopping"])
+        self.slots = [None] * len(self.slots)
+
+    def handle_ttin(self) -> None:
+        if self.stopping:
+            return
+        if len(self.slots) * 2 >= self.board.cells:
+            log.warning("TTIN ignored: %d workers is the most this master can track", len(self.slots))
+            return
+        self.resize(len(self.slots) + 1)
+        log.info("TTIN: %d workers", len(self.slots))
+
+    def handle_ttou(self) -> None:
+        """One worker fewer. Its sockets go to the remaining slots before it stops (see module doc)."""
+        if self.stopping:
+            return
+        if len(self.slots) <= 1:
+            log.info("TTOU ignored: one worker is the minimum")
+            return
+        removed = self.slots.pop()
+        self.respawn_at.pop(len(self.slots), None)
+        if removed is not None:
+            self.workers[removed].state = "superseded"
+        active = len(self.slots)
+        for slot, pid in enumerate(self.slots):
+            worker = self.workers.get(pid) if pid is not None else None
+            if worker is not None and not covers(worker.indices, assignment(self.listenings, slot, active)):
+                worker.state = "superseded"  # a replacement serving the extra socket takes over
+                self.slots[slot] = None
+        log.info("TTOU: %d workers", active)
+
+    # -- stopping -------------------------------------------------------------------------------
+
+    def stop(self, graceful: bool) -> None:
+        if self.stopping == "fast" or (self.stopping == "graceful" and graceful):
+            return
+        self.stopping = "graceful" if graceful else "fast"
+        log.info("%s shutdown (%s)", "graceful" if graceful else "fast", "QUIT" if graceful else "TERM/INT")
+        systemd.notify("STOPPING=1", f"STATUS={self.stopping} shutdown")
+        self.set_title()
+        self.respawn_at.clear()
+        if graceful:
+            self.quit_workers(list(self.workers.values()))
+        else:
+            deadline = time.monotonic() + FAST_GRACE
+            self.signal_workers(signal.SIGTERM, list(self.workers.values()))
+            for worker in self.workers.values():
+                worker.state = "stopping"
+                worker.kill_at = min(worker.kill_at or deadline, deadline)
+
+    def quit_workers(self, workers: list[WorkerProcess]) -> None:
+        deadline = time.monotonic() + self.config.graceful_timeout + GRACE_MARGIN
+        for worker in workers:
+            if worker.state != "stopping":
+                worker.state = "stopping"
+                worker.kill_at = deadline
+                self.signal_workers(signal.SIGQUIT, [worker])
+
+    def kill_overdue(self) -> None:
+        now = time.monotonic()
+        for worker in list(self.workers.values()):
+            if worker.kill_at is not None and now >= worker.kill_at:
+                log.warning("%s did not exit in time: SIGKILL", worker.name())
+                worker.kill_at = None
+                self.signal_workers(signal.SIGKILL, [worker])
+
+    def signal_workers(self, signum: int, workers: list[WorkerProcess]) -> None:
+        for worker in workers:
+            try:
+                os.kill(worker.pid, signum)
+            except ProcessLookupError:
+                pass  # exited; reap() will see it
+
+    # -- children -------------------------------------------------------------------------------
 
     def reap(self) -> None:
         while True:
@@ -87,7 +369,170 @@ class Arbiter:
                 return
             if pid == 0:
                 return
-            slot = self.workers.pop(pid, None)
-            if slot is not None and not self.stopping:
-                log.warning("worker %d (slot %d) exited with %d; respawning", pid, slot, status)
+            code = os.waitstatus_to_exitcode(status)
+            if pid == self.new_master:
+                self.new_master_exited(code)
+                continue
+            worker = self.workers.pop(pid, None)
+            if worker is None:
+                continue
+            self.board.release(worker.cell)
+            self.worker_exited(worker, code)
+
+    def worker_exited(self, worker: WorkerProcess, code: int) -> None:
+        how = f"exited with code {code}" if code >= 0 else f"was killed by {signal.Signals(-code).name}"
+        was_current = worker.slot < len(self.slots) and self.slots[worker.slot] == worker.pid
+        if was_current:
+            self.slots[worker.slot] = None
+        if not was_current or self.stopping:
+            log.info("%s %s", worker.name(), how)
+            return
+        if code == child.BOOT_FAILED:
+            self.boot_failed(worker)
+            return
+        now = time.monotonic()
+        if code == 0:  # max_requests recycling, or a QUIT sent to the worker by hand
+            log.info("%s %s; starting its replacement", worker.name(), how)
+            self.respawn_at[worker.slot] = now
+            return
+        if now - worker.spawned >= STABLE_AFTER:
+            self.failures[worker.slot] = 0
+        failures = self.failures[worker.slot] = self.failures.get(worker.slot, 0) + 1
+        delay = 0.0 if failures == 1 else min(0.5 * 2 ** (failures - 2), MAX_BACKOFF)
+        log.warning("%s %s; respawning slot %d%s", worker.name(), how, worker.slot,
+                    f" in {delay:g}s ({failures} failures in a row)" if delay else "")
+        self.respawn_at[worker.slot] = now + delay
+
+    def boot_failed(self, worker: WorkerProcess) -> None:
+        """A worker could not start: roll back a reload in progress, else stop the server."""
+        if self.snapshot is not None:
+            log.error("%s failed to boot: reload abandoned, generation %d keeps serving",
+                      worker.name(), self.snapshot.generation)
+            self.rollback()
+            return
+        log.error("%s failed to boot (exit code %d): stopping the server (the error is above)",
+                  worker.name(), child.BOOT_FAILED)
+        self.exit_code = 1
+        self.stop(graceful=True)
+
+    def rollback(self) -> None:
+        snapshot, self.snapshot = self.snapshot, None
+        keep = {pid for pid in snapshot.slots if pid is not None}
+        self.quit_workers([w for w in self.workers.values() if w.pid not in keep])
+        self.config, self.generation = snapshot.config, snapshot.generation
+        setup_error_log(self.config.error_log, self.config.log_level)
+        self.board.set_generation(self.generation)
+        self.slots = [pid if pid in self.workers else None for pid in snapshot.slots]
+        for pid in self.slots:
+            if pid is not None:
+                self.workers[pid].state = "current"
+        self.respawn_at.clear()
+        systemd.notify("READY=1", self.status())
+
+    def new_master_exited(self, code: int) -> None:
+        log.error("new master %d exited with %d: upgrade abandoned, this master carries on",
+                  self.new_master, code)
+        self.new_master = None
+        self.pidfile.restore_from_oldbin()
+        self.set_title()
+
+    # -- housekeeping ---------------------------------------------------------------------------
+
+    def check_heartbeats(self) -> None:
+        """Note the workers that started serving; abort, then kill, those whose reactor hangs."""
+        now = time.monotonic()
+        timeout = self.config.timeout
+        for worker in list(self.workers.values()):
+            heartbeat = worker.cell.heartbeat
+            if heartbeat and not worker.ready:
+                worker.ready = True
+                log.debug("%s serving", worker.name())
+            if worker.aborted:
+                continue
+            silent = now - (heartbeat or worker.spawned)
+            if silent > timeout:
+                log.error("%s timed out: no heartbeat for %.1fs (timeout %gs): SIGABRT, then SIGKILL",
+                          worker.name(), silent, timeout)
+                worker.aborted = True
+                worker.kill_at = now + ABORT_GRACE
+                self.signal_workers(signal.SIGABRT, [worker])
+
+    def finish_replacements(self) -> None:
+        """Once every slot has a serving worker, superseded workers are told to QUIT."""
+        if any(pid is None or not self.workers[pid].ready for pid in self.slots):
+            return
+        superseded = [w for w in self.workers.values() if w.state == "superseded"]
+        if superseded:
+            log.info("generation %d serving: stopping %d superseded workers gracefully",
+                     self.generation, len(superseded))
+            self.quit_workers(superseded)
+        if self.snapshot is not None or not self.announced_ready:
+            self.snapshot = None
+            self.announced_ready = True
+            lines = ["READY=1", self.status()]
+            if self.upgraded:
+                lines.append(f"MAINPID={os.getpid()}")
+            systemd.notify(*lines)
+
+    def spawn_missing(self) -> None:
+        if self.paused:
+            return
+        now = time.monotonic()
+        for slot, pid in enumerate(self.slots):
+            if pid is None and self.respawn_at.get(slot, 0.0) <= now:
+                self.respawn_at.pop(slot, None)
                 self.spawn(slot)
+
+    def resize(self, count: int) -> None:
+        """Make room for `count` slots: more SO_REUSEPORT sockets, more slot positions."""
+        for listening in self.listenings:
+            listening.grow(count)
+        while len(self.slots) < count:
+            self.slots.append(None)
+        del self.slots[count:]
+
+    def spawn(self, slot: int) -> None:
+        indices = assignment(self.listenings, slot, len(self.slots))
+        sockets = worker_sockets(self.listenings, slot, indices)
+        try:
+            cell = self.board.allocate(slot, self.generation)
+        except IndexError:
+            log.error("no free scoreboard cell for slot %d; retrying in 1s", slot)
+            self.respawn_at[slot] = time.monotonic() + 1.0
+            return
+        master = os.getpid()
+        try:
+            pid = os.fork()
+        except OSError as exc:
+            self.board.release(cell)
+            log.error("cannot fork a worker for slot %d: %s; retrying in 1s", slot, exc.strerror)
+            self.respawn_at[slot] = time.monotonic() + 1.0
+            return
+        if pid == 0:
+            served = {sock.fileno() for sock, _, _ in sockets}
+            others = [sock.fileno() for l in self.listenings for sock in l.sockets] + list(self.pipe)
+            child.run_worker(master, self.config, sockets, slot, self.generation, cell, self.app,
+                             served, others)
+        self.workers[pid] = WorkerProcess(pid, slot, self.generation, cell, indices, time.monotonic())
+        self.slots[slot] = pid
+        log.debug("spawned worker %d [gen %d] (pid %d)", slot, self.generation, pid)
+
+    # -- helpers --------------------------------------------------------------------------------
+
+    def status(self) -> str:
+        return f"STATUS=serving: {len(self.slots)} workers, generation {self.generation}"
+
+    def set_title(self) -> None:
+        state = " shutting down" if self.stopping else " (old, upgrading)" if self.new_master else ""
+        setproctitle(f"prefork: master [{' '.join(self.argv[1:])}]{state}")
+
+    def cleanup(self) -> None:
+        handed_over = self.new_master is not None  # the new master serves these sockets now
+        for listening in self.listenings:
+            listening.close(unlink=not handed_over)
+        self.pidfile.remove()
+        log.info("master %d exiting with %d", os.getpid(), self.exit_code)
+
+
+def _record_only(signum, frame) -> None:
+    """The wake-up fd carries the signal to the loop; the handler itself must do nothing."""

@@ -3,17 +3,29 @@
 With reuse_port (the default), each TCP address gets one SO_REUSEPORT socket per worker slot,
 and the master keeps all of them open: a slot's queue then outlives its worker, so a respawn
 or a reload resets no queued connection. Without it, one socket is shared by all workers.
+
+Sockets may also come from elsewhere instead of being bound: `fd://N`, systemd socket
+activation (LISTEN_FDS) and the previous master during an upgrade (PREFORK_FDS). A socket is
+never closed while the master lives, except when the whole listener is removed.
+
+When a slot loses its worker (TTOU), its SO_REUSEPORT socket keeps receiving connections, so
+it must still be served: `assignment` hands the sockets of slots without a worker to the
+remaining ones (slot i serves the sockets s with s % active == i).
 """
 
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import socket
 import stat
 from dataclasses import dataclass, field
 
 from .addresses import Address, parse_address
+
+
+log = logging.getLogger("prefork")
 
 
 class BindError(Exception):
@@ -27,9 +39,30 @@ class Listening:
     address: Address
     sockets: list = field(default_factory=list)
     per_slot: bool = False
+    backlog: int = 2048
+    origin: str = "bound"  # "bound", "inherited" (upgrade), "systemd" or "fd"
 
     def socket_for(self, slot: int) -> socket.socket:
         return self.sockets[slot] if self.per_slot else self.sockets[0]
+
+    def grow(self, slots: int) -> bool:
+        """Bind SO_REUSEPORT sockets until there is one per slot; False if the kernel refused."""
+        while self.per_slot and len(self.sockets) < slots:
+            try:
+                self.sockets.append(_tcp_socket(self.address, self.bound_port, True, self.backlog))
+            except BindError as exc:
+                log.warning("%s; slots beyond %d share sockets", exc, len(self.sockets))
+                return False
+        return True
+
+    def close(self, unlink: bool = True) -> None:
+        for sock in self.sockets:
+            sock.close()
+        if unlink and self.address.kind == "unix" and self.origin == "bound":
+            try:
+                os.unlink(self.address.path)
+            except OSError:
+                pass
 
     @property
     def bound_port(self) -> int:
@@ -87,32 +120,118 @@ def _unix_socket(address: Address, backlog: int) -> socket.socket:
 def bind_address(address: Address, slots: int, reuse_port: bool, backlog: int) -> Listening:
     """Bind one address: `slots` SO_REUSEPORT sockets for TCP with reuse_port, else one."""
     if address.kind == "unix":
-        return Listening(address, [_unix_socket(address, backlog)])
+        return Listening(address, [_unix_socket(address, backlog)], backlog=backlog)
     if address.kind == "fd":
-        sock = socket.socket(fileno=address.fd)
+        try:
+            sock = socket.socket(fileno=address.fd)
+        except OSError as exc:
+            raise BindError(f"cannot listen on {address.text}: {exc.strerror}") from None
         sock.set_inheritable(True)
-        return Listening(address, [sock])
+        return Listening(address, [sock], backlog=backlog, origin="fd")
     if not reuse_port:
-        return Listening(address, [_tcp_socket(address, address.port, False, backlog)])
+        return Listening(address, [_tcp_socket(address, address.port, False, backlog)], backlog=backlog)
     first = _tcp_socket(address, address.port, True, backlog)
     port = first.getsockname()[1]  # port 0 asks the kernel for one; the other slots share it
-    sockets = [first] + [_tcp_socket(address, port, True, backlog) for _ in range(slots - 1)]
-    return Listening(address, sockets, per_slot=True)
+    listening = Listening(address, [first], per_slot=True, backlog=backlog)
+    try:
+        for _ in range(slots - 1):
+            listening.sockets.append(_tcp_socket(address, port, True, backlog))
+    except BindError:
+        listening.close()
+        raise
+    return listening
 
 
-def bind_all(bind: list[str], slots: int, reuse_port: bool, backlog: int) -> list[Listening]:
+def matches(address: Address, sock: socket.socket) -> bool:
+    """Is sock (from systemd) listening on address?"""
+    try:
+        name = sock.getsockname()
+    except OSError:
+        return False
+    if address.kind == "unix":
+        return sock.family == socket.AF_UNIX and name == address.path
+    if address.kind != "tcp" or sock.family != address.family or name[1] != address.port:
+        return False
+    try:
+        wanted = {info[4][0] for info in socket.getaddrinfo(address.host, None, address.family)}
+    except OSError:
+        wanted = {address.host}
+    return name[0] in wanted or address.host in ("0.0.0.0", "::") and name[0] in ("0.0.0.0", "::")
+
+
+def bind_all(bind: list[str], slots: int, reuse_port: bool, backlog: int,
+             inherited: dict[str, list] | None = None, activated: list | None = None) -> list[Listening]:
+    """Listening sockets for every address of `bind`, reusing what was inherited.
+
+    inherited: address text -> (its sockets in slot order, per_slot) (PREFORK_FDS, from the
+    old master; used as they are, even if reuse_port changed: that takes a restart).
+    activated: sockets passed by systemd; each serves the address it is bound to, and one
+    that matches no address is served as http on fd://N.
+    """
+    inherited = dict(inherited or {})
+    activated = list(activated or [])
     listenings = []
     try:
         for text in bind:
-            listenings.append(bind_address(parse_address(text), slots, reuse_port, backlog))
+            address = parse_address(text)
+            if text in inherited:
+                sockets, per_slot = inherited.pop(text)
+                listening = Listening(address, sockets, per_slot=per_slot, backlog=backlog, origin="inherited")
+                if listening.per_slot:
+                    listening.grow(slots)
+                listenings.append(listening)
+                continue
+            found = next((sock for sock in activated if matches(address, sock)), None)
+            if found is not None:
+                activated.remove(found)
+                listenings.append(Listening(address, [found], backlog=backlog, origin="systemd"))
+                continue
+            listenings.append(bind_address(address, slots, reuse_port, backlog))
+        for sock in activated:
+            address = parse_address(f"fd://{sock.fileno()}")
+            listenings.append(Listening(address, [sock], backlog=backlog, origin="systemd"))
     except BindError:
         for listening in listenings:
-            for sock in listening.sockets:
-                sock.close()
+            if listening.origin == "bound":
+                listening.close()
         raise
+    for text, (sockets, _) in inherited.items():  # no longer configured
+        log.info("closing inherited %s: not in bind any more", text)
+        for sock in sockets:
+            sock.close()
     return listenings
 
 
-def worker_sockets(listenings: list[Listening], slot: int) -> list[tuple]:
-    """The (socket, protocol, shared) triples a worker in `slot` serves."""
-    return [(l.socket_for(slot), l.address.protocol, not l.per_slot) for l in listenings]
+def assignment(listenings: list[Listening], slot: int, active: int) -> tuple[tuple[int, ...], ...]:
+    """For each listening, the indices of the sockets the worker in `slot` serves.
+
+    Every socket of every listening is served as long as `active` slots have workers: a slot
+    serves its own SO_REUSEPORT socket and those of the slots beyond `active` that map to it.
+    """
+    result = []
+    for listening in listenings:
+        count = len(listening.sockets)
+        if not listening.per_slot:
+            result.append((0,))
+        elif active <= count:
+            result.append(tuple(s for s in range(count) if s % active == slot))
+        else:  # more workers than sockets (the kernel refused more): they share
+            result.append((slot % count,))
+    return tuple(result)
+
+
+def covers(served: tuple, wanted: tuple) -> bool:
+    """Does a worker serving `served` serve at least the sockets of `wanted`?"""
+    return len(served) == len(wanted) and all(set(w) <= set(s) for s, w in zip(served, wanted))
+
+
+def worker_sockets(listenings: list[Listening], slot: int, indices: tuple | None = None) -> list[tuple]:
+    """The (socket, protocol, shared) triples a worker in `slot` serves (indices: see assignment)."""
+    if indices is None:
+        indices = tuple((slot,) if l.per_slot else (0,) for l in listenings)
+    triples = []
+    for listening, chosen in zip(listenings, indices):
+        shared = not listening.per_slot
+        for index in chosen:
+            triples.append((listening.sockets[index], listening.address.protocol, shared))
+    return triples

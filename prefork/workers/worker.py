@@ -172,6 +172,8 @@ class Worker:
         self.stopping = True
         for listener in self.listeners:
             listener.pause()
+        if self.board is not None:  # master: the scoreboard and the title show "shutting down"
+            self.board.update(self)
         for conn in list(self.connections.values()):
             if conn.idle():
                 conn.abort()

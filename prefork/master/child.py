@@ -1,0 +1,135 @@
+"""The worker side of a fork: from the master's copy of the process to a running Worker.
+
+Exit codes a worker returns to the master:
+  0  a requested stop (QUIT, TERM) or recycling after max_requests
+  3  BOOT_FAILED: the worker could not start (the app does not import, privileges cannot be
+     dropped, ...); the master does not respawn it in a loop but stops (see arbiter.py)
+  other, or a signal: a crash; the master respawns the slot, backing off if it repeats
+"""
+
+from __future__ import annotations
+
+import ctypes
+import faulthandler
+import logging
+import os
+import signal
+import sys
+
+from setproctitle import setproctitle
+
+from prefork.apps.loader import AppLoadError
+
+from . import privileges
+
+log = logging.getLogger("prefork")
+
+BOOT_FAILED = 3  # as gunicorn's WORKER_BOOT_ERROR
+PR_SET_PDEATHSIG = 1
+# Signals the master handles; a worker installs its own handlers in Worker.run.
+MASTER_SIGNALS = (signal.SIGHUP, signal.SIGQUIT, signal.SIGTERM, signal.SIGINT, signal.SIGCHLD,
+                  signal.SIGUSR1, signal.SIGUSR2, signal.SIGWINCH, signal.SIGTTIN, signal.SIGTTOU)
+
+
+def title(slot: int, generation: int, state: str = "") -> str:
+    return f"prefork: worker {slot} [gen {generation}]" + (f" {state}" if state else "")
+
+
+class Report:
+    """What Worker calls `board`: writes the scoreboard cell and shows the state in the title."""
+
+    def __init__(self, cell, slot: int, generation: int):
+        self.cell = cell
+        self.slot = slot
+        self.generation = generation
+        self.shown_stopping = False
+
+    def update(self, worker) -> None:
+        self.cell.update(worker)
+        if worker.stopping and not self.shown_stopping:
+            self.shown_stopping = True
+            setproctitle(title(self.slot, self.generation, "shutting down"))
+
+
+def run_worker(master_pid: int, config, sockets, slot: int, generation: int, cell, app,
+               keep_fds: set[int], close_fds: list[int]) -> None:
+    """In the forked child: set the process up, run the Worker, and _exit with its code."""
+    code = BOOT_FAILED
+    try:
+        _boot_signals()
+        _die_with_master(master_pid)
+        for fd in close_fds:  # the master's own descriptors (its signal pipe, unserved sockets)
+            if fd not in keep_fds:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        setproctitle(title(slot, generation))
+        # A hung worker gets SIGABRT from the master: faulthandler prints where every thread
+        # is stuck (to stderr) before the process dies.
+        faulthandler.enable(file=sys.stderr, all_threads=True)
+        privileges.drop(config.user, config.group)
+        worker = _build_worker(config, sockets, slot, generation, Report(cell, slot, generation), app)
+    except (AppLoadError, privileges.PrivilegeError) as exc:
+        log.error("worker %d (slot %d) failed to boot: %s", os.getpid(), slot, exc)
+        _exit(BOOT_FAILED)
+    except BaseException:
+        log.exception("worker %d (slot %d) failed to boot", os.getpid(), slot)
+        _exit(BOOT_FAILED)
+    try:
+        code = worker.run()
+    except BaseException:
+        log.exception("worker %d (slot %d) crashed", os.getpid(), slot)
+        code = 1
+    _exit(code)
+
+
+def _build_worker(config, sockets, slot, generation, board, app):
+    """Worker(...), passing the app the master preloaded (--preload) when there is one.
+
+    Without --preload the worker loads the app itself while it is constructed: an
+    AppLoadError raised there is a boot failure.
+    """
+    from prefork.workers.worker import Worker
+
+    kwargs = {"slot": slot, "generation": generation, "board": board}
+    if app is not None:
+        kwargs["app"] = app
+    return Worker(config, sockets, **kwargs)
+
+
+def _boot_signals() -> None:
+    """Until Worker.run installs its handlers: stop requests end the boot, others wait.
+
+    The master's handlers must not stay: they would write to the master's wake-up pipe.
+    """
+    signal.set_wakeup_fd(-1)
+    for sig in MASTER_SIGNALS:
+        signal.signal(sig, signal.SIG_DFL)
+    for sig in (signal.SIGQUIT, signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _exit_at_once)
+    for sig in (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGWINCH, signal.SIGTTIN, signal.SIGTTOU):
+        signal.signal(sig, signal.SIG_IGN)
+
+
+def _exit_at_once(signum, frame) -> None:
+    _exit(0)  # nothing accepted yet, so nothing to finish
+
+
+def _die_with_master(master_pid: int) -> None:
+    """SIGTERM when the master dies (PR_SET_PDEATHSIG); Worker._tick checks getppid too."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):  # pragma: no cover - not Linux
+        pass
+    if os.getppid() != master_pid:  # the master died before prctl took effect
+        _exit(0)
+
+
+def _exit(code: int) -> None:
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    finally:
+        os._exit(code)

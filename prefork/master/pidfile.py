@@ -1,0 +1,52 @@
+"""The master's pidfile: written atomically, renamed to *.oldbin during an upgrade, removed at exit."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+log = logging.getLogger("prefork")
+
+
+class Pidfile:
+    def __init__(self, path: str | None):
+        self.path = path  # None: no pidfile configured, every method does nothing
+
+    def write(self, pid: int | None = None) -> None:
+        """Write our pid (write a temporary file, then rename: readers never see half a file)."""
+        if not self.path:
+            return
+        pid = os.getpid() if pid is None else pid
+        temporary = f"{self.path}.{os.getpid()}.tmp"
+        with open(temporary, "w") as f:
+            f.write(f"{pid}\n")
+        os.replace(temporary, self.path)
+
+    def rename_to_oldbin(self) -> None:
+        """USR2: the new master writes the pidfile; ours becomes PATH.oldbin, as nginx does."""
+        if self.path and self._ours(self.path):
+            os.replace(self.path, self.path + ".oldbin")
+
+    def restore_from_oldbin(self) -> None:
+        """The new master died before taking over: the pidfile is ours again."""
+        if self.path and self._ours(self.path + ".oldbin"):
+            os.replace(self.path + ".oldbin", self.path)
+
+    def remove(self) -> None:
+        """At exit: remove whichever of PATH and PATH.oldbin still holds our pid."""
+        if not self.path:
+            return
+        for candidate in (self.path, self.path + ".oldbin"):
+            if self._ours(candidate):
+                try:
+                    os.unlink(candidate)
+                except OSError as exc:
+                    log.warning("cannot remove pidfile %s: %s", candidate, exc.strerror)
+
+    @staticmethod
+    def _ours(path: str) -> bool:
+        try:
+            with open(path) as f:
+                return f.read().strip() == str(os.getpid())
+        except (OSError, ValueError):
+            return False
