@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import faulthandler
+import inspect
 import logging
 import os
 import signal
@@ -85,16 +86,20 @@ def run_worker(master_pid: int, config, sockets, slot: int, generation: int, cel
 
 
 def _build_worker(config, sockets, slot, generation, board, app):
-    """Worker(...), passing the app the master preloaded (--preload) when there is one.
+    """Worker(...) with the app: preloaded by the master (--preload), or imported here.
 
-    Without --preload the worker loads the app itself while it is constructed: an
-    AppLoadError raised there is a boot failure.
+    The app is imported in the worker process after privileges were dropped, so an import
+    error is this worker's boot failure (AppLoadError, exit code BOOT_FAILED).
     """
     from prefork.workers.worker import Worker
 
+    if app is None and config.app:
+        from prefork.apps.loader import load_app
+
+        app = load_app(config.app, config.chdir)
     kwargs = {"slot": slot, "generation": generation, "board": board}
-    if app is not None:
-        kwargs["app"] = app
+    if app is not None and "app" in inspect.signature(Worker).parameters:
+        kwargs["app"] = app  # hook for WSGI hosting: Worker(config, sockets, ..., app=callable)
     return Worker(config, sockets, **kwargs)
 
 

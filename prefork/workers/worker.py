@@ -26,14 +26,17 @@ from .reactor import EPOLLIN, Reactor
 
 log = logging.getLogger("prefork")
 
+IDLE_GRACE = 0.5  # seconds a just-used idle connection may still bring a request after QUIT
 WORKER_SIGNALS = (signal.SIGQUIT, signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGHUP,
                   signal.SIGWINCH, signal.SIGTTIN, signal.SIGTTOU, signal.SIGUSR2)
 
 
 class Worker:
-    def __init__(self, config, sockets, slot: int = 0, generation: int = 0, board=None, handler=None):
+    def __init__(self, config, sockets, slot: int = 0, generation: int = 0, board=None, handler=None,
+                 app=None):
         """sockets: (socket, protocol, shared) triples; protocol "http" or "echo"; shared means
-        every worker has it (EPOLLEXCLUSIVE)."""
+        every worker has it (EPOLLEXCLUSIVE). app: a WSGI app already loaded (--preload), used
+        instead of loading config.app here."""
         self.config = config
         self.slot = slot
         self.generation = generation
@@ -64,9 +67,10 @@ class Worker:
         ]
         self.handler = handler
         if self.handler is None:
-            from prefork.apps.site import Site
+            # WSGI hosting: the app on the Reactor or on the worker queues, or the built-in site.
+            from prefork.apps.wsgi import request_handler
 
-            self.handler = Site(config).handle
+            self.handler = request_handler(self, app)
 
     # -- the loop -------------------------------------------------------------------------------
 
@@ -174,14 +178,31 @@ class Worker:
             listener.pause()
         if self.board is not None:  # master: the scoreboard and the title show "shutting down"
             self.board.update(self)
-        for conn in list(self.connections.values()):
-            if conn.idle():
-                conn.abort()
+        self._close_idle()
         if not self.connections:
             self.reactor.stop()
             return
         grace = self.config.graceful_timeout
         self.reactor.call_later(grace, self.stop_now)
+
+    # master (issue 3): a graceful stop must not reset a request the client already sent.
+    def _close_idle(self) -> None:
+        """Close idle connections, but first serve a request already waiting in the kernel;
+        one accepted or answered less than IDLE_GRACE ago may have its request in transit:
+        it is looked at again shortly (it gets Connection: close if a request comes)."""
+        again = False
+        for conn in list(self.connections.values()):
+            if not conn.idle():
+                continue
+            conn.on_readable()
+            if conn.closed or not conn.idle():
+                continue
+            if self.reactor.now - getattr(conn, "head_started", 0.0) < IDLE_GRACE:
+                again = True
+            else:
+                conn.abort()
+        if again:
+            self.reactor.call_later(IDLE_GRACE / 5, self._close_idle)
 
     def recycle(self) -> None:
         """max_requests reached: leave gracefully so the master starts a fresh worker."""
