@@ -25,21 +25,29 @@ def load_app(spec: str, chdir: str | None = None):
     call = attribute.endswith("()")
     if call:
         attribute = attribute[:-2]
-    if not module_name or not attribute.isidentifier():
+    path = attribute.split(".")  # module:app or module:obj.attr
+    if not module_name or not all(part.isidentifier() for part in path):
         raise AppLoadError(f"{spec!r}: expected module:callable or module:factory()")
     try:
         module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and (module_name == exc.name or module_name.startswith(exc.name + ".")):
+            raise AppLoadError(f"{spec!r}: no module named {exc.name!r} (looked in {os.getcwd()} "
+                               "and sys.path; see --chdir)") from None
+        raise AppLoadError(f"cannot import {module_name!r}:\n{traceback.format_exc()}") from None
     except Exception:
         raise AppLoadError(f"cannot import {module_name!r}:\n{traceback.format_exc()}") from None
-    try:
-        app = getattr(module, attribute)
-    except AttributeError:
-        raise AppLoadError(f"module {module_name!r} has no attribute {attribute!r}") from None
+    app = module
+    for part in path:
+        try:
+            app = getattr(app, part)
+        except AttributeError:
+            raise AppLoadError(f"{spec!r}: module {module_name!r} has no attribute {attribute!r}") from None
     if call:
         try:
             app = app()
         except Exception:
             raise AppLoadError(f"calling {spec!r} failed:\n{traceback.format_exc()}") from None
     if not callable(app):
-        raise AppLoadError(f"{spec!r} is not callable")
+        raise AppLoadError(f"{spec!r} is not callable (it is {type(app).__name__})")
     return app

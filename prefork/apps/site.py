@@ -1,10 +1,15 @@
 """The built-in site, served when no APP is given: a home page and the benchmark routes.
 
 Routes answer on the Reactor thread with whole responses; the serialized header lines that
-never change are built once.
+never change are built once. Two routes show the dispatch paths: /sleep blocks, so it always
+runs on the worker queues' threads; /cpu burns CPU where --dispatch says (inline: on the
+Reactor thread, holding up the worker; threads: on a handler thread).
 """
 
 from __future__ import annotations
+
+import time
+from urllib.parse import parse_qs
 
 import orjson
 
@@ -30,6 +35,10 @@ and forks one worker per CPU; each worker runs its own epoll Reactor.</p>
 <li><a href="/plaintext">/plaintext</a>: <code>Hello, World!</code> as text/plain</li>
 <li><a href="/json">/json</a>: a JSON message</li>
 <li><code>/echo</code>: the request body back, with its Content-Type (any method)</li>
+<li><a href="/sleep?ms=100">/sleep?ms=N</a>: answers after sleeping N ms on a handler thread
+(a blocking app: the Reactor keeps serving meanwhile)</li>
+<li><a href="/cpu?ms=10">/cpu?ms=N</a>: answers after burning N ms of CPU (on the Reactor with
+<code>--dispatch inline</code>, on a handler thread with <code>--dispatch threads</code>)</li>
 </ul>
 </body>
 </html>
@@ -41,11 +50,14 @@ class Site:
 
     def __init__(self, config):
         self.config = config
+        self.queues = None  # the worker queues, started by the first /sleep (or threaded /cpu)
         self.routes = {
             b"/": self.home,
             b"/plaintext": self.plaintext,
             b"/json": self.json,
             b"/echo": self.echo,
+            b"/sleep": self.sleep,
+            b"/cpu": self.cpu,
         }
 
     def handle(self, conn, request, body) -> None:
@@ -84,6 +96,27 @@ class Site:
         else:
             method_not_allowed(conn)
 
+    def sleep(self, conn, request, body) -> None:
+        ms = milliseconds(conn, request)
+        if ms is not None:
+            self._on_thread(conn, _sleep, ms)
+
+    def cpu(self, conn, request, body) -> None:
+        ms = milliseconds(conn, request)
+        if ms is None:
+            return
+        if self.config.effective_dispatch == "threads":
+            self._on_thread(conn, _burn, ms)
+        else:
+            conn.respond(*_burn(ms))
+
+    def _on_thread(self, conn, work, ms: int) -> None:
+        if self.queues is None:
+            from prefork.workers.proactor import WorkerQueues
+
+            self.queues = WorkerQueues(conn.worker, self.config.threads)
+        self.queues.submit(conn, _completion, conn, work, ms)
+
     @staticmethod
     def not_found(conn, request, body) -> None:
         conn.respond(404, _TEXT % 10, b"Not Found\n")
@@ -91,3 +124,41 @@ class Site:
 
 def method_not_allowed(conn) -> None:
     conn.respond(405, b"Allow: GET, HEAD\r\n" + _TEXT % 19, b"Method Not Allowed\n")
+
+
+MAX_MS = 10_000  # /sleep and /cpu refuse longer: a demo route must not hold a worker for long
+
+
+def milliseconds(conn, request) -> int | None:
+    """The ms=N query parameter, or None after answering 400 for a missing or bad value."""
+    query = request.target.partition(b"?")[2].decode("latin-1")
+    values = parse_qs(query).get("ms", ["0"])
+    try:
+        ms = int(values[-1])
+    except ValueError:
+        ms = -1
+    if 0 <= ms <= MAX_MS:
+        return ms
+    text = b"ms must be an integer from 0 to %d\n" % MAX_MS
+    conn.respond(400, _TEXT % len(text), text)
+    return None
+
+
+def _sleep(ms: int):
+    time.sleep(ms / 1000)
+    text = b"slept %d ms\n" % ms
+    return 200, _TEXT % len(text), text
+
+
+def _burn(ms: int):
+    """Busy-loop for ms milliseconds of this thread's CPU time."""
+    end = time.thread_time() + ms / 1000
+    while time.thread_time() < end:
+        pass
+    text = b"burned %d ms of CPU\n" % ms
+    return 200, _TEXT % len(text), text
+
+
+def _completion(conn, work, ms):
+    """On a handler thread: do the work, and answer from the Reactor thread."""
+    return conn.respond_later, work(ms)

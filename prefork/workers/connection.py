@@ -14,12 +14,14 @@ head (trickling bytes do not extend it), `body_timeout` and `send_timeout` from 
 
 from __future__ import annotations
 
+import os
 import tempfile
 from io import BytesIO
 
 from prefork.http import CLOSED, NEED_DATA, Data, EndOfMessage, ProtocolError, Request, RequestParser
 from prefork.http import response as http
 
+from .reactor import EPOLLOUT
 from .stream import Stream
 
 _CLOSE = b"Connection: close\r\n"
@@ -29,11 +31,13 @@ _EMPTY = BytesIO(b"")
 # Parsed-but-unanswered input we keep before we stop reading the socket: a whole request head
 # fits, and a client that pipelines without reading is stopped by TCP flow control beyond it.
 _INPUT_LIMIT = 128 * 1024
+_SENDFILE_CHUNK = 1 << 20  # bytes per os.sendfile call, so one file cannot hold the loop long
 
 
 class HttpConnection(Stream):
     __slots__ = ("parser", "request", "body", "body_size", "busy", "keep_alive", "head_only",
-                 "head_started", "chunked_out", "status", "sent_body", "dispatching")
+                 "head_started", "chunked_out", "status", "sent_body", "dispatching",
+                 "on_abort", "file_job")
 
     def __init__(self, worker, sock, peer):
         super().__init__(worker, sock, peer)
@@ -48,6 +52,8 @@ class HttpConnection(Stream):
         self.status = 0
         self.sent_body = 0
         self.dispatching = False  # inside worker.handler(): end() must not re-enter process()
+        self.on_abort = None  # called once if the connection is closed while a response is produced
+        self.file_job = None  # a file being sent with os.sendfile (see send_file)
         self.head_started = self.reactor.now
         self.deadline.set(self.head_started + worker.config.header_timeout)
 
@@ -243,3 +249,91 @@ class HttpConnection(Stream):
         self.busy = False
         self.closing = True
         self.write(http.error(status, self.worker.common_headers))
+
+    # -- responses produced elsewhere: worker queues, paused streams, files (WSGI hosting) -------
+
+    def respond_later(self, status: int, headers: bytes, body: bytes) -> None:
+        """respond() from a completion, outside process(): then carry on with pipelined input."""
+        if self.closed:
+            return
+        self.respond(status, headers, body)
+        self._resume()
+
+    def end_incomplete(self) -> None:
+        """End a streamed response that broke off: flush what was sent, no last chunk, then close."""
+        self.chunked_out = False
+        self.keep_alive = False
+        self.end()
+
+    def abort(self) -> None:
+        if self.closed:
+            return
+        super().abort()
+        if self.on_abort is not None:
+            # A producer (paused generator, handler thread, file) must stop and clean up.
+            on_abort, self.on_abort = self.on_abort, None
+            on_abort()
+
+    def send_file(self, fd: int, offset: int, count: int, done) -> None:
+        """Send count bytes of the file fd from offset with os.sendfile, after the queued output.
+
+        done() is called on the Reactor when all is sent; if the connection closes first,
+        `on_abort` is called instead. While the file is sent the connection's events go to
+        `_on_file_events`, so ordinary responses keep their flush() untouched.
+        """
+        self.file_job = [fd, offset, count, done]
+        self.reactor.handlers[self.fd] = self._on_file_events
+        self._send_file()
+
+    def _on_file_events(self, mask: int) -> None:
+        self._send_file()
+
+    def _send_file(self) -> None:
+        if self.closed:
+            return
+        out = self.out
+        if out:  # the response head and anything queued before the file go first
+            data = out[0] if len(out) == 1 else b"".join(out)
+            try:
+                sent = self.sock.send(data)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError:
+                self.abort()
+                return
+            if sent < len(data):
+                out[:] = [memoryview(data)[sent:]]
+                self.out_len = len(data) - sent
+                self._wait_writable()
+                return
+            out.clear()
+            self.out_len = 0
+        job = self.file_job
+        fd, offset, count, done = job
+        while count:
+            try:
+                sent = os.sendfile(self.fd, fd, offset, min(count, _SENDFILE_CHUNK))
+            except (BlockingIOError, InterruptedError):
+                job[1], job[2] = offset, count
+                self._wait_writable()
+                return
+            except OSError:
+                self.abort()
+                return
+            if not sent:
+                self.worker.log.error("file for %r ended %d bytes early", self.request, count)
+                self.abort()
+                return
+            offset += sent
+            count -= sent
+            self.sent_body += sent
+        self.file_job = None
+        self.deadline.clear()
+        self.reactor.handlers[self.fd] = self.on_events
+        done()
+
+    def _wait_writable(self) -> None:
+        self.deadline.set(self.reactor.now + self.worker.config.send_timeout)
+        if self.interest != EPOLLOUT:
+            self.interest = EPOLLOUT
+            self.reactor.modify(self.fd, EPOLLOUT)

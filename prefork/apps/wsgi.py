@@ -1,0 +1,769 @@
+"""Hosting a WSGI application (PEP 3333), on the Reactor thread or on the worker queues.
+
+Two dispatch paths, chosen with --dispatch:
+
+- inline (`InlineWsgi`): the Reactor thread calls the app. A list body is joined and answered
+  with one `conn.respond()`, the fast path; any other iterable is streamed with
+  `conn.start/send/end`, pausing when the connection's output is above its high-water mark
+  and resuming on `conn.on_drain`.
+- threads (`ThreadedWsgi`): the Reactor builds the environ and submits the request to the
+  worker queues (prefork/workers/proactor.py); a handler thread runs the app and posts the
+  response back as completions, which the Reactor applies. A streamed body waits on the
+  thread while the connection's output is above its high-water mark (`StreamCredit`).
+
+Both paths share the rules: the app's status and headers are checked (no CR, LF or NUL, no
+hop-by-hop header) and any breach is a 500 with one log line; an exception is a 500 with the
+traceback in the error log only; the iterable's close() is always called; a body without
+Content-Length goes out chunked on HTTP/1.1 and ends with the connection on HTTP/1.0; a
+`wsgi.file_wrapper` over a regular file is sent with os.sendfile.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+import threading
+from urllib.parse import unquote_to_bytes
+
+from prefork.workers.proactor import StreamCredit, WorkerQueues
+
+log = logging.getLogger("prefork")
+
+_HOP_BY_HOP = frozenset(("connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
+                         "trailer", "trailers", "transfer-encoding", "upgrade"))
+_TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_NO_BODY = frozenset((204, 304))  # and every 1xx: answered without a body or framing
+_ERROR_HEADERS = b"Content-Type: text/plain\r\nContent-Length: 22\r\n"
+_ERROR_BODY = b"Internal Server Error\n"
+_CACHE_LIMIT = 512  # entries per memo table; they stop growing there (names and heads repeat)
+
+
+class ResponseError(Exception):
+    """The app broke a rule of PEP 3333 or HTTP in its response (status, headers or body)."""
+
+
+# -- the response head ----------------------------------------------------------------------------
+
+_HEADS: dict = {}  # (status, *headers) -> (code, serialized header lines, Content-Length or None)
+
+
+def response_head(status, headers) -> tuple[int, bytes, int | None]:
+    """Check and serialize what the app gave start_response(); raise ResponseError saying why not.
+
+    Apps send the same status and headers again and again, so the result is memoized.
+    """
+    try:
+        key = (status, *headers)
+        head = _HEADS.get(key)
+    except TypeError:  # unhashable parts: check them the slow way, without memo
+        key = head = None
+    if head is None:
+        head = _build_head(status, headers)
+        if key is not None and len(_HEADS) < _CACHE_LIMIT:
+            _HEADS[key] = head
+    return head
+
+
+def _build_head(status, headers) -> tuple[int, bytes, int | None]:
+    if not isinstance(status, str):
+        raise ResponseError(f"status must be a str, not {type(status).__name__}: {status!r}")
+    code = status[:3]
+    if len(status) < 4 or status[3] != " " or not (code.isascii() and code.isdigit()) or code[0] == "0":
+        raise ResponseError(f"status must be a 3-digit code, a space and a reason: {status!r}")
+    if not isinstance(headers, list):
+        raise ResponseError(f"headers must be a list, not {type(headers).__name__}")
+    lines = []
+    length = None
+    for item in headers:
+        if not isinstance(item, tuple) or len(item) != 2:
+            raise ResponseError(f"a header must be a (name, value) tuple: {item!r}")
+        name, value = item
+        if not isinstance(name, str) or not isinstance(value, str):
+            raise ResponseError(f"header name and value must be str: {item!r}")
+        if not name or not _TOKEN_CHARS.issuperset(name):
+            raise ResponseError(f"invalid header name {name!r}")
+        lower = name.lower()
+        if lower in _HOP_BY_HOP:
+            raise ResponseError(f"hop-by-hop header {name!r} is the server's to send (value {value!r})")
+        if "\r" in value or "\n" in value or "\0" in value:
+            raise ResponseError(f"header {name!r} has a CR, LF or NUL in its value {value!r}")
+        try:
+            lines.append(f"{name}: {value}\r\n".encode("latin-1"))
+        except UnicodeEncodeError:
+            raise ResponseError(f"header {name!r} value {value!r} is not latin-1") from None
+        if lower == "content-length":
+            number = value.strip()
+            if length is not None or not (number.isascii() and number.isdigit()):
+                raise ResponseError(f"invalid or repeated Content-Length {value!r}")
+            length = int(number)
+    return int(code), b"".join(lines), length
+
+
+def whole_response(code: int, lines: bytes, length, body: bytes, head_only: bool, environ):
+    """Frame a response whose whole body is known: (header lines, body, must close)."""
+    if code < 200 or code in _NO_BODY:
+        return lines, b"", False
+    if length is None:
+        if head_only and not body:
+            return lines, body, False  # a HEAD answer must not claim a length it does not know
+        return lines + b"Content-Length: %d\r\n" % len(body), body, False
+    if length == len(body) or head_only:
+        return lines, body, False
+    log.error("%s %s: the app declared Content-Length %d but its body has %d bytes",
+              environ["REQUEST_METHOD"], environ["PATH_INFO"], length, len(body))
+    if len(body) > length:
+        return lines, body[:length], False
+    return lines, body, True  # a short body: the client sees it end with the connection
+
+
+def _join_body(result) -> bytes:
+    try:
+        return b"".join(result)
+    except TypeError:
+        kinds = sorted({type(part).__name__ for part in result if not isinstance(part, (bytes, bytearray))})
+        raise ResponseError(f"the response body must be bytes, not {', '.join(kinds)}") from None
+
+
+def _check_chunk(data) -> bytes:
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return data
+    raise ResponseError(f"the response body must be bytes, not {type(data).__name__}")
+
+
+def _close(result) -> None:
+    """Call the iterable's close(), as PEP 3333 requires, whatever happened."""
+    close = getattr(result, "close", None)
+    if close is not None:
+        try:
+            close()
+        except Exception:
+            log.exception("error in the app's close()")
+
+
+def _log_failure(environ, exc: BaseException) -> None:
+    where = f"{environ['REQUEST_METHOD']} {environ.get('RAW_URI', environ['PATH_INFO'])}"
+    if isinstance(exc, ResponseError):
+        log.error("%s: invalid response from the app: %s", where, exc)
+    else:
+        log.error("%s: error in the app", where, exc_info=exc)
+
+
+# -- wsgi.file_wrapper and wsgi.errors -----------------------------------------------------------
+
+class FileWrapper:
+    """`wsgi.file_wrapper`: returned as is, a regular file is sent with os.sendfile; else iterated."""
+
+    def __init__(self, filelike, blksize: int = 65536):
+        self.filelike = filelike
+        self.blksize = blksize
+        if hasattr(filelike, "close"):
+            self.close = filelike.close
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> bytes:
+        data = self.filelike.read(self.blksize)
+        if data:
+            return data
+        raise StopIteration
+
+
+def file_plan(wrapper: FileWrapper, length):
+    """(fd, offset, count, complete) to send the wrapped file with os.sendfile, or None if it cannot."""
+    filelike = wrapper.filelike
+    try:
+        fd = filelike.fileno()
+        info = os.fstat(fd)
+        offset = filelike.tell()
+    except (AttributeError, OSError, ValueError):
+        return None
+    if not stat.S_ISREG(info.st_mode):
+        return None
+    available = max(0, info.st_size - offset)
+    if length is None or length == available:
+        return fd, offset, available, True
+    if length < available:
+        return fd, offset, length, True
+    return fd, offset, available, False  # the file is shorter than the app's Content-Length
+
+
+class ErrorStream:
+    """`wsgi.errors`: what the app writes goes to the error log, one record per line."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.partial = ""
+
+    def write(self, text: str) -> None:
+        with self.lock:
+            text = self.partial + text
+            *lines, self.partial = text.split("\n")
+        for line in lines:
+            log.error("%s", line)
+
+    def writelines(self, lines) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        with self.lock:
+            partial, self.partial = self.partial, ""
+        if partial:
+            log.error("%s", partial)
+
+
+# -- the environ ---------------------------------------------------------------------------------
+
+_METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE")}
+_PROTOCOLS = {b"1.1": "HTTP/1.1", b"1.0": "HTTP/1.0"}
+_KEYS = {b"content-type": "CONTENT_TYPE", b"content-length": "CONTENT_LENGTH"}  # header -> environ key
+_HOSTS: dict = {}  # Host value -> (SERVER_NAME, SERVER_PORT)
+
+
+def _environ_key(name: bytes) -> str:
+    """HTTP_* key for a header name; "" for a name with "_", dropped so it cannot shadow a "-" one."""
+    key = "" if b"_" in name else "HTTP_" + name.decode("latin-1").upper().replace("-", "_")
+    if len(_KEYS) < _CACHE_LIMIT:
+        _KEYS[name] = key
+    return key
+
+
+def _split_host(host: str) -> tuple[str, str]:
+    server = _HOSTS.get(host)
+    if server is None:
+        if host.startswith("["):
+            name, _, rest = host.partition("]")
+            name += "]"
+            port = rest[1:] if rest.startswith(":") else ""
+        else:
+            name, _, port = host.rpartition(":")
+            if not name:
+                name, port = host, ""
+        server = (name, port if port.isdigit() else "80")
+        if len(_HOSTS) < _CACHE_LIMIT:
+            _HOSTS[host] = server
+    return server
+
+
+def _path_info(path: bytes) -> str:
+    if not path.startswith(b"/"):
+        if path == b"*":
+            return ""
+        # absolute-form (a proxy request): drop scheme and authority
+        slash = path.find(b"/", path.find(b"://") + 3) if b"://" in path else -1
+        path = path[slash:] if slash >= 0 else b"/"
+    if b"%" in path:
+        path = unquote_to_bytes(path)
+    return path.decode("latin-1")
+
+
+class EnvironBuilder:
+    """Builds the PEP 3333 environ of a request, on the Reactor thread."""
+
+    def __init__(self, config, multithread: bool):
+        self.multithread = multithread
+        self.multiprocess = config.worker_count > 1
+        self.errors = ErrorStream()
+
+    def build(self, conn, request, body) -> dict:
+        target = request.target
+        path, _, query = target.partition(b"?")
+        method = request.method
+        peer = conn.peer
+        environ = {
+            "REQUEST_METHOD": _METHODS.get(method) or method.decode("latin-1"),
+            "SCRIPT_NAME": "",
+            "PATH_INFO": path.decode("latin-1") if path[:1] == b"/" and b"%" not in path else _path_info(path),
+            "QUERY_STRING": query.decode("latin-1"),
+            "RAW_URI": target.decode("latin-1"),
+            "SERVER_PROTOCOL": _PROTOCOLS[request.version],
+            "REMOTE_ADDR": peer[0] if type(peer) is tuple else "",
+            "REMOTE_PORT": str(peer[1]) if type(peer) is tuple else "",
+            "wsgi.version": (1, 0),
+            "wsgi.url_scheme": "http",
+            "wsgi.input": body,
+            "wsgi.errors": self.errors,
+            "wsgi.multithread": self.multithread,
+            "wsgi.multiprocess": self.multiprocess,
+            "wsgi.run_once": False,
+            "wsgi.input_terminated": True,
+            "wsgi.file_wrapper": FileWrapper,
+        }
+        keys = _KEYS
+        for name, value in request.headers:
+            key = keys.get(name)
+            if key is None:
+                key = _environ_key(name)
+            if not key:
+                continue
+            if key in environ:
+                environ[key] += ("; " if key == "HTTP_COOKIE" else ", ") + value.decode("latin-1")
+            else:
+                environ[key] = value.decode("latin-1")
+        host = environ.get("HTTP_HOST")
+        if host:
+            environ["SERVER_NAME"], environ["SERVER_PORT"] = _split_host(host)
+        else:
+            local = conn.sock.getsockname()
+            environ["SERVER_NAME"], environ["SERVER_PORT"] = (
+                (str(local[0]), str(local[1])) if isinstance(local, tuple) else ("localhost", "80"))
+        if request.chunked:
+            body.seek(0, os.SEEK_END)
+            environ["CONTENT_LENGTH"] = str(body.tell())  # the whole body is read: its length is known
+            body.seek(0)
+        return environ
+
+
+# -- start_response and write() ------------------------------------------------------------------
+
+class _Response:
+    """One request's start_response() and write(), and the state of its response."""
+
+    __slots__ = ("status", "headers", "head_sent", "remaining", "whole", "environ", "result")
+
+    def __init__(self, environ):
+        self.environ = environ
+        self.status = None
+        self.headers = None
+        self.head_sent = False  # PEP 3333: from here on, start_response(exc_info) re-raises
+        self.remaining = None  # body bytes still due under the app's Content-Length
+        self.whole = None  # a first chunk that is the whole body: answered with respond()
+        self.result = None
+
+    def start_response(self, status, headers, exc_info=None):
+        if exc_info is not None:
+            try:
+                if self.head_sent:
+                    raise exc_info[1].with_traceback(exc_info[2])
+            finally:
+                exc_info = None
+        elif self.status is not None:
+            raise AssertionError("start_response() called a second time without exc_info")
+        self.status = status
+        self.headers = headers
+        return self.write
+
+    def write(self, data) -> None:
+        """PEP 3333's write(): part of the body, sent before the iterable's."""
+        if self.status is None:
+            raise AssertionError("write() called before start_response()")
+        if data:
+            self.send(_check_chunk(data))
+
+    def head(self):
+        if self.status is None:
+            raise ResponseError("the app returned a body without calling start_response()")
+        return response_head(self.status, self.headers)
+
+    def trim(self, data):
+        """Apply the app's Content-Length to a chunk: never send more than it declared."""
+        remaining = self.remaining
+        if remaining is None:
+            return data
+        if len(data) > remaining:
+            environ = self.environ
+            log.error("%s %s: the app sent more than its Content-Length; the rest is dropped",
+                      environ["REQUEST_METHOD"], environ["PATH_INFO"])
+            data = data[:remaining]
+        self.remaining = remaining - len(data)
+        return data
+
+    def send(self, data) -> None:  # pragma: no cover - each path has its own
+        raise NotImplementedError
+
+
+class InlineResponse(_Response):
+    """A response produced on the Reactor thread: streamed straight into the connection."""
+
+    __slots__ = ("conn", "iterator", "cancelled")
+
+    def __init__(self, conn, environ):
+        super().__init__(environ)
+        self.conn = conn
+        self.iterator = None
+        self.cancelled = False
+
+    def serve(self, result) -> None:
+        """The app returned `result` (not a list answered whole): stream it."""
+        self.result = result
+        conn = self.conn
+        if conn.closed:  # write() met a broken connection
+            self.cancel()
+            return
+        try:
+            if type(result) is FileWrapper and not self.head_sent and self._send_file(result):
+                return
+            self.iterator = iter(result)
+        except Exception as exc:
+            self.fail(exc)
+            return
+        conn.on_abort = self.cancel
+        self.pump()
+
+    def pump(self) -> None:
+        """Iterate the body until it ends or the connection's output is above high water."""
+        conn = self.conn
+        high_water = conn.worker.high_water
+        try:
+            for data in self.iterator:
+                if data:
+                    self.send(_check_chunk(data))
+                    if conn.closed:
+                        if not self.cancelled:
+                            self.cancel()
+                        return
+                    if self.remaining == 0:
+                        break
+                    if conn.out_len > high_water:
+                        conn.on_drain = self.pump  # resume once the client has read enough
+                        return
+        except Exception as exc:
+            self.fail(exc)
+            return
+        if self.cancelled:
+            return
+        self.finish()
+
+    def send(self, data) -> None:
+        conn = self.conn
+        if not self.head_sent:
+            code, lines, length = self.head()
+            self.head_sent = True
+            if code < 200 or code in _NO_BODY:
+                self.whole = (code, lines, length, b"")  # no body allowed: what the app sends is dropped
+                return
+            if length is not None:
+                self.remaining = length
+                if len(data) >= length:
+                    self.whole = (code, lines, length, self.trim(data))
+                    return
+                conn.start(code, lines, False)
+            else:
+                conn.start(code, lines, conn.request.version == b"1.1")
+        elif self.whole is not None or self.remaining == 0:
+            return
+        conn.send(self.trim(data))
+
+    def finish(self) -> None:
+        conn = self.conn
+        conn.on_abort = None
+        _close(self.result)
+        if conn.closed:
+            return
+        whole = self.whole
+        if whole is not None or not self.head_sent:
+            code, lines, length = self.head() if whole is None else whole[:3]
+            lines, body, close = whole_response(code, lines, length, whole[3] if whole else b"",
+                                                conn.head_only, self.environ)
+            if close:
+                conn.keep_alive = False
+            _respond(conn, code, lines, body)
+        elif self.remaining:
+            environ = self.environ
+            log.error("%s %s: the app's body ended %d bytes short of its Content-Length",
+                      environ["REQUEST_METHOD"], environ["PATH_INFO"], self.remaining)
+            conn.end_incomplete()
+        else:
+            conn.end()
+
+    def fail(self, exc: BaseException) -> None:
+        _log_failure(self.environ, exc)
+        conn = self.conn
+        conn.on_abort = None
+        _close(self.result)
+        if conn.closed:
+            return
+        if self.head_sent and self.whole is None:
+            conn.end_incomplete()
+        else:
+            _respond(conn, 500, _ERROR_HEADERS, _ERROR_BODY)
+
+    def cancel(self) -> None:
+        """The connection closed under the response: stop and release the body."""
+        self.cancelled = True
+        _close(self.result)
+
+    def _send_file(self, wrapper: FileWrapper) -> bool:
+        code, lines, length = self.head()
+        if code < 200 or code in _NO_BODY:
+            return False
+        plan = file_plan(wrapper, length)
+        if plan is None:
+            return False
+        self.head_sent = True
+        start_file(self.conn, code, lines, length, plan, self.cancel, self._file_sent)
+        return True
+
+    def _file_sent(self, complete: bool) -> None:
+        self.conn.on_abort = None
+        _close(self.result)
+        if complete:
+            self.conn.end()
+        else:
+            self.conn.end_incomplete()
+
+
+def _respond(conn, code: int, lines: bytes, body: bytes) -> None:
+    # Inside worker.handler() the connection carries on by itself; later it must be told to.
+    if conn.dispatching:
+        conn.respond(code, lines, body)
+    else:
+        conn.respond_later(code, lines, body)
+
+
+def start_file(conn, code: int, lines: bytes, length, plan, on_abort, done) -> None:
+    """On the Reactor: the head, then the file with os.sendfile; done(complete) when sent."""
+    fd, offset, count, complete = plan
+    if length is None:
+        lines += b"Content-Length: %d\r\n" % count
+    conn.start(code, lines, False)
+    if conn.head_only or not count:
+        done(complete)
+        return
+    conn.on_abort = on_abort
+    conn.send_file(fd, offset, count, lambda: done(complete))
+
+
+class ThreadResponse(_Response):
+    """A response produced on a handler thread: every step is posted to the Reactor."""
+
+    __slots__ = ("conn", "queues", "head_only", "http11", "credit")
+
+    def __init__(self, conn, queues, environ, head_only: bool, http11: bool):
+        super().__init__(environ)
+        self.conn = conn
+        self.queues = queues
+        self.head_only = head_only
+        self.http11 = http11
+        self.credit = None
+
+    def run(self, app):
+        """Call the app and produce its response; returns the final completion for the Reactor."""
+        try:
+            result = app(self.environ, self.start_response)
+        except Exception as exc:
+            return self.fail(exc)
+        self.result = result
+        try:
+            if type(result) is list and not self.head_sent:
+                body = _join_body(result)
+                code, lines, length = self.head()
+                return self._whole(code, lines, length, body)
+            if type(result) is FileWrapper and not self.head_sent:
+                final = self._file(result)
+                if final is not None:
+                    return final
+            for data in result:
+                if data:
+                    self.send(_check_chunk(data))
+                    if self.remaining == 0:
+                        break
+                    credit = self.credit
+                    if credit is not None and credit.cancelled:
+                        break
+        except Exception as exc:
+            return self.fail(exc)
+        _close(result)
+        credit = self.credit
+        if credit is not None and credit.cancelled:
+            return None
+        whole = self.whole
+        if whole is not None:
+            return self._whole(*whole)
+        if not self.head_sent:
+            try:
+                code, lines, length = self.head()
+            except ResponseError as exc:
+                return self.fail(exc)
+            return self._whole(code, lines, length, b"")
+        if self.remaining:
+            log.error("%s %s: the app's body ended %d bytes short of its Content-Length",
+                      self.environ["REQUEST_METHOD"], self.environ["PATH_INFO"], self.remaining)
+            return _end_stream, (self, False)
+        return _end_stream, (self, True)
+
+    def send(self, data) -> None:
+        """Post a body chunk to the Reactor; wait while the connection's output is too full."""
+        if not self.head_sent:
+            code, lines, length = self.head()
+            self.head_sent = True
+            if code < 200 or code in _NO_BODY:
+                self.whole = (code, lines, length, b"")  # no body allowed: what the app sends is dropped
+                return
+            if length is not None:
+                self.remaining = length
+                if len(data) >= length:
+                    self.whole = (code, lines, length, self.trim(data))
+                    return
+            chunked = length is None and self.http11
+            self.credit = credit = StreamCredit(self.conn.worker.high_water)
+            data = self.trim(data)
+            ack = credit.spend(len(data))
+            self.queues.post(_start_stream, self, code, lines, chunked, data, ack)
+        else:
+            credit = self.credit
+            if self.whole is not None or self.remaining == 0 or credit.cancelled:
+                return
+            data = self.trim(data)
+            ack = credit.spend(len(data))
+            self.queues.post(_send_stream, self, data, ack)
+        if ack:
+            credit.wait()
+
+    def fail(self, exc: BaseException):
+        _log_failure(self.environ, exc)
+        _close(self.result)
+        if self.head_sent and self.whole is None:
+            return _end_stream, (self, False)
+        return self.conn.respond_later, (500, _ERROR_HEADERS, _ERROR_BODY)
+
+    def _whole(self, code, lines, length, body):
+        lines, body, close = whole_response(code, lines, length, body, self.head_only, self.environ)
+        if close:
+            return _respond_and_close, (self.conn, code, lines, body)
+        return self.conn.respond_later, (code, lines, body)
+
+    def _file(self, wrapper):
+        code, lines, length = self.head()
+        if code < 200 or code in _NO_BODY:
+            return None
+        plan = file_plan(wrapper, length)
+        if plan is None:
+            return None
+        self.head_sent = True
+        return _start_file, (self, code, lines, length, plan)
+
+    def file_done(self, complete: bool) -> None:
+        conn = self.conn
+        conn.on_abort = None
+        _close(self.result)
+        if complete:
+            conn.end()
+        else:
+            conn.end_incomplete()
+
+    def file_cancelled(self) -> None:
+        _close(self.result)
+
+
+# Completions: run on the Reactor thread, in the order the handler thread posted them.
+
+def _start_stream(response: ThreadResponse, code, lines, chunked, data, ack) -> None:
+    conn = response.conn
+    if conn.closed:
+        response.credit.cancel()
+        return
+    conn.start(code, lines, chunked)
+    conn.on_abort = response.credit.cancel
+    conn.send(data)
+    if ack:
+        response.credit.acknowledge(conn)
+
+
+def _send_stream(response: ThreadResponse, data, ack) -> None:
+    conn = response.conn
+    if conn.closed:
+        response.credit.cancel()
+        return
+    conn.send(data)
+    if ack:
+        response.credit.acknowledge(conn)
+
+
+def _end_stream(response: ThreadResponse, complete: bool) -> None:
+    conn = response.conn
+    if conn.closed:
+        return
+    conn.on_abort = None
+    if complete:
+        conn.end()
+    else:
+        conn.end_incomplete()
+
+
+def _respond_and_close(conn, code, lines, body) -> None:
+    if not conn.closed:
+        conn.keep_alive = False
+        conn.respond_later(code, lines, body)
+
+
+def _start_file(response: ThreadResponse, code, lines, length, plan) -> None:
+    conn = response.conn
+    if conn.closed:
+        _close(response.result)
+        return
+    start_file(conn, code, lines, length, plan, response.file_cancelled, response.file_done)
+
+
+# -- the two dispatch paths ----------------------------------------------------------------------
+
+class InlineWsgi:
+    """--dispatch inline: the Reactor thread calls the app (for apps that never block)."""
+
+    def __init__(self, worker, app):
+        self.app = app
+        self.build = EnvironBuilder(worker.config, multithread=False).build
+
+    def handle(self, conn, request, body) -> None:
+        environ = self.build(conn, request, body)
+        response = InlineResponse(conn, environ)
+        try:
+            result = self.app(environ, response.start_response)
+            if type(result) is list and not response.head_sent:
+                # The fast path: the whole body is here, answer it with one respond().
+                status = response.status
+                if status is None:
+                    raise ResponseError("the app returned without calling start_response()")
+                body = result[0] if len(result) == 1 else _join_body(result)
+                if body.__class__ is not bytes:
+                    body = _join_body(result)
+                code, lines, length = response_head(status, response.headers)
+                if length is not None and length == len(body) and code >= 200:
+                    conn.respond(code, lines, body)
+                    return
+                lines, body, close = whole_response(code, lines, length, body, conn.head_only, environ)
+                if close:
+                    conn.keep_alive = False
+                conn.respond(code, lines, body)
+                return
+        except Exception as exc:
+            response.fail(exc)
+            return
+        response.serve(result)
+
+
+class ThreadedWsgi:
+    """--dispatch threads: the app runs on the worker queues' handler threads."""
+
+    def __init__(self, worker, app):
+        self.app = app
+        self.build = EnvironBuilder(worker.config, multithread=True).build
+        self.queues = WorkerQueues(worker, worker.config.threads)
+
+    def handle(self, conn, request, body) -> None:
+        environ = self.build(conn, request, body)
+        self.queues.submit(conn, self.run, conn, environ, request)
+
+    def run(self, conn, environ, request):
+        """On a handler thread: the app's whole response, as completions for the Reactor."""
+        response = ThreadResponse(conn, self.queues, environ, request.method == b"HEAD",
+                                  request.version == b"1.1")
+        return response.run(self.app)
+
+
+def request_handler(worker, app=None):
+    """The worker's request handler: the WSGI app (given, or loaded from config.app) or the built-in site."""
+    config = worker.config
+    if app is None and config.app:
+        from .loader import load_app
+
+        app = load_app(config.app, config.chdir)
+    if app is None:
+        from .site import Site
+
+        return Site(config).handle
+    if config.effective_dispatch == "inline":
+        return InlineWsgi(worker, app).handle
+    return ThreadedWsgi(worker, app).handle
