@@ -38,12 +38,15 @@ http {{
     server {{
         listen 127.0.0.1:{port};
         location /plaintext {{ default_type text/plain; return 200 "Hello, World!"; }}
+        location /hello {{ default_type text/plain; return 200 "Hello, World!"; }}
     }}
 }}
 """
 
 NGINX_NOTE = ("`worker_processes 1; daemon off; access_log off;` and `location /plaintext "
-              "{ default_type text/plain; return 200 \"Hello, World!\"; }`, otherwise Debian's defaults")
+              "{ default_type text/plain; return 200 \"Hello, World!\"; }` (the same for /hello), otherwise "
+              "Debian's defaults (so keepalive_requests 1000: wrk reconnects every 1000 requests, a cost "
+              "of about 0.1%); full config in bench/core.py")
 
 
 def nginx_setup(port: int, workdir: Path) -> list[str]:
@@ -53,8 +56,10 @@ def nginx_setup(port: int, workdir: Path) -> list[str]:
     return [harness.NGINX, "-p", str(conf_dir), "-c", str(conf_dir / "nginx.conf")]
 
 
-def nginx_spec() -> harness.ServerSpec:
-    return harness.ServerSpec("nginx", [harness.NGINX, "-c", "nginx.conf"], setup=nginx_setup, note=NGINX_NOTE)
+def nginx_spec(path: str = "/plaintext") -> harness.ServerSpec:
+    """nginx as configured above; bench/peers.py loads /hello (the same `return 200`)."""
+    return harness.ServerSpec("nginx", [harness.NGINX, "-c", "nginx.conf"], path=path, setup=nginx_setup,
+                              note=NGINX_NOTE)
 
 
 def specs() -> list[harness.ServerSpec]:
@@ -142,7 +147,8 @@ def main() -> int:
                      f"load {info['load_before']}")
     harness.OUT.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="prefork-bench-") as workdir:
-        results = harness.run_rounds(specs(), args.rounds, args.duration, args.warmup, Path(workdir))
+        results = harness.run_rounds(specs(), args.rounds, args.duration, args.warmup, Path(workdir),
+                                     **harness.rounds_options(args))
     info["load_after"] = harness.loadavg()
     text = report(results, info, args)
     stamp = time.strftime("%Y%m%d-%H%M%S")
