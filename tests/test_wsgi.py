@@ -1,0 +1,222 @@
+"""WSGI hosting (PEP 3333) under both dispatch paths, against the real `prefork` command.
+
+The app under test (tests/apps/plain.py) is wrapped in wsgiref.validate.validator with its
+warnings as errors: a server that breaks PEP 3333 makes it fail with a 500 and a traceback in
+the log, which every test checks for.
+"""
+
+import json
+import os
+import socket
+
+import pytest
+
+from conftest import REPO, connect, read_response, recv_until_closed
+
+APPS = str(REPO / "tests" / "apps")
+DISPATCH = ["inline", "threads"]
+LOG_PROBLEMS = ("Traceback", "AssertionError", "WSGIWarning", "garbage collected")
+
+
+def start_app(start_server, spec, dispatch, *args):
+    return start_server(spec, "--chdir", APPS, "-w", "1", "-b", "127.0.0.1:0", "--dispatch", dispatch, *args)
+
+
+def get(sock, buf, target, method="GET", headers=(), body=b"", version="1.1"):
+    lines = [f"{method} {target} HTTP/{version}", "Host: 127.0.0.1:8080", *headers]
+    if body:
+        lines.append(f"Content-Length: {len(body)}")
+    sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
+    if method == "HEAD":
+        return read_head(sock, buf)
+    return read_response(sock, buf)
+
+
+def read_head(sock, buf):
+    """A response to HEAD: the head only, whatever its Content-Length says."""
+    while b"\r\n\r\n" not in buf:
+        data = sock.recv(65536)
+        assert data, "closed before the head was complete"
+        buf.extend(data)
+    end = buf.index(b"\r\n\r\n")
+    lines = bytes(buf[:end]).decode("latin-1").split("\r\n")
+    del buf[:end + 4]
+    headers = {name.strip().lower(): value.strip() for name, _, value in (l.partition(":") for l in lines[1:])}
+    return int(lines[0].split()[1]), headers, bytes(buf)
+
+
+def assert_clean(server):
+    log = server.log()
+    for problem in LOG_PROBLEMS:
+        assert problem not in log, f"{problem} in the server log:\n{log}"
+
+
+@pytest.mark.parametrize("dispatch", DISPATCH)
+def test_validated_app_routes(start_server, dispatch):
+    server = start_app(start_server, "plain:app", dispatch)
+    sock, buf = connect(server.port), bytearray()
+    with sock:
+        status, headers, body = get(sock, buf, "/hello")
+        assert (status, body, headers["content-length"]) == (200, b"Hello, World!", "13")
+
+        status, headers, body = get(sock, buf, "/environ/caf%C3%A9/a%2Fb?x=%41&y=1",
+                                    headers=["X-Multi: a", "X-Multi: b", "X_Multi: shadow",
+                                             "Cookie: a=1", "Cookie: b=2", "Content-Type: text/x-test"])
+        environ = json.loads(body)
+        local_port = sock.getsockname()[1]
+        expected = {
+            "REQUEST_METHOD": "GET", "SCRIPT_NAME": "", "QUERY_STRING": "x=%41&y=1",
+            "PATH_INFO": "/environ/caf\u00c3\u00a9/a/b",  # percent-decoded, then latin-1
+            "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "8080", "SERVER_PROTOCOL": "HTTP/1.1",
+            "REMOTE_ADDR": "127.0.0.1", "REMOTE_PORT": str(local_port),
+            "HTTP_X_MULTI": "a, b", "HTTP_COOKIE": "a=1; b=2", "CONTENT_TYPE": "text/x-test",
+            "wsgi.url_scheme": "http", "wsgi.multithread": dispatch == "threads",
+            "wsgi.multiprocess": False, "wsgi.run_once": False, "wsgi.input_terminated": True,
+        }
+        assert {key: environ.get(key) for key in expected} == expected
+        assert environ["wsgi.version"] == [1, 0]
+        assert "HTTP_CONTENT_TYPE" not in environ and "HTTP_CONTENT_LENGTH" not in environ
+
+        payload = b"line one\nline two\n" + bytes(range(256)) * 40 + b"\nlast"
+        for how in ("read", "read-parts", "readline", "readlines", "iter"):
+            status, _, body = get(sock, buf, f"/input?how={how}", method="POST", body=payload)
+            result = json.loads(body)
+            assert (status, result["size"], result["content_length"]) == (200, len(payload), str(len(payload))), how
+
+        status, headers, body = get(sock, buf, "/stream?n=4&size=3")
+        assert (status, headers.get("transfer-encoding"), body) == (200, "chunked", b"aaabbbcccddd")
+        status, headers, body = get(sock, buf, "/stream-length")
+        assert (status, headers["content-length"], body) == (200, "10", b"abcdefghij")
+        status, headers, body = get(sock, buf, "/write")
+        assert (status, body) == (200, b"written-then-returned")
+        status, headers, body = get(sock, buf, "/exc-info")
+        assert (status, body) == (503, b"handled by the app")
+        status, headers, body = get(sock, buf, "/no-content")
+        assert (status, body, "content-length" in headers) == (204, b"", False)
+        status, headers, body = get(sock, buf, "/hello", method="HEAD")
+        assert (status, headers["content-length"], body) == (200, "13", b"")
+
+        before = json.loads(get(sock, buf, "/closes")[2])["closes"]
+        get(sock, buf, "/closable")
+        get(sock, buf, "/stream-length")
+        assert json.loads(get(sock, buf, "/closes")[2])["closes"] == before + 2
+    assert_clean(server)
+
+
+@pytest.mark.parametrize("dispatch", DISPATCH)
+def test_app_errors_are_500_and_the_worker_keeps_serving(start_server, dispatch):
+    server = start_app(start_server, "plain:raw", dispatch)
+    sock, buf = connect(server.port), bytearray()
+    with sock:
+        cases = {
+            "/fail": "boom: the app failed",
+            "/bad-header?kind=crlf": "CR, LF or NUL",
+            "/bad-header?kind=nul": "CR, LF or NUL",
+            "/bad-header?kind=hop": "hop-by-hop header 'Connection'",
+            "/bad-header?kind=name": "invalid header name 'Bad Name'",
+            "/bad-header?kind=latin1": "is not latin-1",
+            "/str-body": "must be bytes, not str",
+            "/bad-status": "status must be a 3-digit code",
+        }
+        for target, logged in cases.items():
+            status, headers, body = get(sock, buf, target)
+            assert (status, body) == (500, b"Internal Server Error\n"), target
+            assert "injected" not in headers
+            server.wait_for_log(logged.replace("(", r"\(").replace(")", r"\)"))
+            # the same connection, the same worker: the next request succeeds
+            assert get(sock, buf, "/hello")[:3:2] == (200, b"Hello, World!")
+    log = server.log()
+    assert "RuntimeError: boom: the app failed" in log  # the traceback is in the error log only
+    assert log.count("Traceback") == 1
+
+    # A failure after the body started cannot be a 500: the response is cut short instead.
+    with connect(server.port) as sock:
+        sock.sendall(b"GET /fail-after-start HTTP/1.1\r\nHost: x\r\n\r\n")
+        raw = recv_until_closed(sock)
+    assert raw.startswith(b"HTTP/1.1 200 OK") and b"first part" in raw
+    assert not raw.endswith(b"0\r\n\r\n")  # no last chunk: the client can tell it is incomplete
+    server.wait_for_log("boom: failed mid-stream")
+    with connect(server.port) as sock:
+        assert get(sock, bytearray(), "/hello")[2] == b"Hello, World!"
+
+
+@pytest.mark.parametrize("dispatch", DISPATCH)
+def test_file_wrapper_is_sent_with_sendfile(start_server, dispatch, tmp_path):
+    data = os.urandom(3 << 20)
+    path = tmp_path / "data.bin"
+    path.write_bytes(data)
+    server = start_app(start_server, "plain:raw", dispatch)
+    sock, buf = connect(server.port), bytearray()
+    with sock:
+        status, headers, body = get(sock, buf, f"/file?path={path}")
+        assert (status, headers["content-length"], body == data) == (200, str(len(data)), True)
+        status, headers, body = get(sock, buf, f"/file?path={path}", method="HEAD")
+        assert (status, headers["content-length"], body) == (200, str(len(data)), b"")
+        counts = json.loads(get(sock, buf, "/closes")[2])
+        assert counts["file_reads"] == 0  # os.sendfile, never read() in Python
+        assert get(sock, buf, "/hello")[2] == b"Hello, World!"  # keep-alive after a file
+    assert_clean(server)
+
+
+@pytest.mark.parametrize("dispatch", DISPATCH)
+def test_file_wrapper_under_the_validator_is_iterated(start_server, dispatch, tmp_path):
+    data = os.urandom(300_000)
+    path = tmp_path / "data.bin"
+    path.write_bytes(data)
+    server = start_app(start_server, "plain:app", dispatch)
+    sock, buf = connect(server.port), bytearray()
+    with sock:
+        status, headers, body = get(sock, buf, f"/file?path={path}")
+        assert (status, body == data) == (200, True)
+        assert json.loads(get(sock, buf, "/closes")[2])["file_reads"] > 0
+    assert_clean(server)
+
+
+@pytest.mark.parametrize("dispatch", DISPATCH)
+def test_http10_body_without_length_ends_with_the_connection(start_server, dispatch):
+    server = start_app(start_server, "plain:app", dispatch)
+    with connect(server.port) as sock:
+        sock.sendall(b"GET /stream?n=3&size=4 HTTP/1.0\r\n\r\n")
+        raw = recv_until_closed(sock)
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200") and b"chunked" not in head.lower()
+    assert b"Connection: close" in head and body == b"aaaabbbbcccc"
+    # HTTP/1.0 without a Host header: SERVER_NAME and SERVER_PORT come from the socket
+    with connect(server.port) as sock:
+        sock.sendall(b"GET /environ HTTP/1.0\r\n\r\n")
+        environ = json.loads(recv_until_closed(sock).partition(b"\r\n\r\n")[2])
+    assert (environ["SERVER_NAME"], environ["SERVER_PORT"]) == ("127.0.0.1", str(server.port))
+    assert_clean(server)
+
+
+def test_pipelined_requests_are_answered_in_order_by_threads(start_server):
+    server = start_app(start_server, "plain:app", "threads", "--threads", "4")
+    with connect(server.port) as sock:
+        sock.sendall(b"GET /sleep?ms=100 HTTP/1.1\r\nHost: x\r\n\r\n"
+                     b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n"
+                     b"GET /stream?n=2&size=2 HTTP/1.1\r\nHost: x\r\n\r\n"
+                     b"POST /input HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                     b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n")
+        buf = bytearray()
+        bodies = [read_response(sock, buf)[2] for _ in range(4)]
+    assert bodies[:3] == [b"slept", b"Hello, World!", b"aabb"]
+    assert json.loads(bodies[3])["size"] == 5 and json.loads(bodies[3])["content_length"] == "5"
+    assert_clean(server)
+
+
+def test_factory_and_load_errors(start_server, tmp_path):
+    server = start_app(start_server, "plain:create_app()", "inline")
+    with connect(server.port) as sock:
+        assert get(sock, bytearray(), "/hello")[2] == b"Hello, World!"
+    import subprocess
+    from conftest import PREFORK
+
+    checks = {
+        "nosuchmodule:app": "no module named 'nosuchmodule'",
+        "plain:missing": "module 'plain' has no attribute 'missing'",
+        "plain:TEXT": "is not callable",
+        "plain:bad name": "expected module:callable",
+    }
+    for spec, message in checks.items():
+        result = subprocess.run(PREFORK + ["-t", spec, "--chdir", APPS], capture_output=True, text=True, timeout=30)
+        assert result.returncode == 1 and message in result.stderr, (spec, result.stderr)
