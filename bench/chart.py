@@ -38,7 +38,7 @@ def main(data_path: str, out_path: str) -> None:
         axis.grid(axis="x", alpha=0.3)
     machine = data["machine"]
     figure.suptitle(f"Hello World, 1 worker on 1 core, wrk -t1 -c64 on the other; medians of "
-                    f"{max(m['rounds'] for _, m in rows)} rounds\n{machine['cpu']}, Python {machine['python']}, "
+                    f"{max(m['rounds'] for _, m in rows)} round(s)\n{machine['cpu']}, Python {machine['python']}, "
                     f"{machine['date']}", fontsize=10)
     figure.tight_layout()
     figure.savefig(out_path, dpi=100)

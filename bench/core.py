@@ -93,15 +93,16 @@ def report(results: dict, info: dict, args) -> str:
         f"- {args.rounds} interleaved rounds x {args.duration:g} s, `wrk -t1 -c64 -d{args.duration:g}s --latency "
         "http://127.0.0.1:PORT/plaintext` on core 1, server on core 0; medians over rounds",
         "",
-        "| server | requests/s | p99 latency | CPU per request | req/s vs nginx | CPU/req vs nginx |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        "| server | requests/s | p99 latency | CPU per request | req/s vs nginx | CPU/req vs nginx | server core busy |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for name, m in med.items():
         if m is None:
-            lines.append(f"| {name} | failed | | | | |")
+            lines.append(f"| {name} | failed | | | | | |")
             continue
         lines.append(f"| {name} | {m['rps']:,.0f} | {m['p99_ms']:.2f} ms | {m['cpu_us_per_request']:.1f} us | "
-                     f"{harness.fmt_ratio(ratio(name, 'rps'))} | {harness.fmt_ratio(ratio(name, 'cpu_us_per_request'))} |")
+                     f"{harness.fmt_ratio(ratio(name, 'rps'))} | {harness.fmt_ratio(ratio(name, 'cpu_us_per_request'))} | "
+                     f"{100 * m['server_core_busy']:.0f}% |")
     rps_ratio, cpu_ratio = ratio("prefork", "rps"), ratio("prefork", "cpu_us_per_request")
     verdict = lambda ok: "met" if ok else "NOT met"  # noqa: E731
     lines += [
