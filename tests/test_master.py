@@ -238,7 +238,7 @@ def test_ttou_then_ttin_drops_nothing_and_keeps_every_queue_served(start_server)
     assert sorted(name.split()[2] for name in both.values()) == ["0", "1"]
 
 
-def _server_socket_owner(client: socket.socket, port: int, pids) -> int | None:
+def server_socket_owner(client: socket.socket, port: int, pids) -> int | None:
     """The worker holding the server side of client's connection (from /proc/net/tcp)."""
     local = client.getsockname()[1]
     inode = None
@@ -270,7 +270,7 @@ def test_killed_worker_is_replaced_in_its_slot_and_the_other_sees_nothing(start_
         sock.sendall(REQUEST)
         buffer = bytearray()
         assert read_response(sock, buffer)[0] == 200
-        owner = _server_socket_owner(sock, server.port, pids)
+        owner = server_socket_owner(sock, server.port, pids)
         owned[owner].append((sock, buffer)) if owner in owned else sock.close()
     assert all(len(socks) >= 2 for socks in owned.values()), "connections did not spread over both workers"
     victim, survivor = sorted(pids)

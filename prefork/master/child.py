@@ -20,6 +20,10 @@ import sys
 from setproctitle import setproctitle
 
 from prefork.apps.loader import AppLoadError
+# Imported by the master, once, before any fork: a worker starts without importing the server
+# again, and still has it after dropping privileges to a user who may not read the install.
+from prefork.apps import site, wsgi  # noqa: F401
+from prefork.workers.worker import Worker
 
 from . import privileges
 
@@ -91,8 +95,6 @@ def _build_worker(config, sockets, slot, generation, board, app):
     The app is imported in the worker process after privileges were dropped, so an import
     error is this worker's boot failure (AppLoadError, exit code BOOT_FAILED).
     """
-    from prefork.workers.worker import Worker
-
     if app is None and config.app:
         from prefork.apps.loader import load_app
 

@@ -1,0 +1,215 @@
+"""The master's life cycle, one behaviour per test: graceful and fast stops, boot failures,
+a dead master, bad reloads, hung workers, titles, -s control, systemd notifications."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import PREFORK, REPO, read_response, wait_until
+from test_master import REQUEST, alive, children, server_socket_owner, title, wait_workers, workers
+
+APPS = str(REPO / "tests" / "apps")
+
+
+def get(port: int, path: str = "/plaintext", timeout: float = 5.0) -> tuple[int, bytes]:
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: test\r\n\r\n".encode())
+        status, _, body = read_response(sock)
+    return status, body
+
+
+@pytest.mark.timeout(30)
+def test_quit_delivers_a_request_in_flight_then_the_master_exits_0(start_server):
+    server = start_server("-w", "1", "-b", "127.0.0.1:0")
+    (worker,) = wait_workers(server.proc.pid, 1)
+    body = b"x" * 200_000
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(b"POST /echo HTTP/1.1\r\nHost: test\r\nContent-Type: application/octet-stream\r\n"
+                     b"Content-Length: %d\r\n\r\n" % len(body) + body[:1000])
+        # in flight: accepted by the worker (a connection still in the accept queue when the
+        # last worker stops is reset when the master exits, as with nginx)
+        wait_until(lambda: server_socket_owner(sock, server.port, [worker]), 5, message="the worker to accept")
+        server.send_signal(signal.SIGQUIT)
+        wait_until(lambda: "shutting down" in title(worker), 5, message="the worker to shut down")
+        assert get_refused_or_queued(server.port)
+        sock.sendall(body[1000:])  # the rest of the upload arrives after QUIT
+        status, headers, echoed = read_response(sock)
+    assert (status, echoed, headers.get("connection")) == (200, body, "close")
+    assert server.proc.wait(10) == 0
+    assert not alive(worker)
+
+
+def get_refused_or_queued(port: int) -> bool:
+    """After QUIT nobody accepts new connections: one either is refused or waits unanswered."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.3) as sock:
+            sock.sendall(REQUEST)
+            return sock.recv(1) == b""  # closed unanswered by the exiting master
+    except (ConnectionRefusedError, ConnectionResetError, socket.timeout):
+        return True
+
+
+@pytest.mark.timeout(30)
+def test_an_app_that_fails_to_import_stops_the_master_with_the_reason(start_server):
+    started = time.monotonic()
+    server = start_server("-w", "2", "-b", "127.0.0.1:0", "--chdir", APPS, "broken_import:app",
+                          expect_ports=0)
+    code = server.proc.wait(5)
+    assert code != 0 and time.monotonic() - started < 5
+    log = server.log()
+    assert "this app fails at import on purpose" in log and "failed to boot" in log
+    assert log.count("failed to boot (exit code 3)") == 1  # stopped at once, not respawned in a loop
+
+
+@pytest.mark.timeout(30)
+def test_an_unknown_user_is_a_boot_failure(start_server):
+    server = start_server("-w", "1", "-b", "127.0.0.1:0", "--user", "no-such-user-prefork", expect_ports=0)
+    assert server.proc.wait(5) == 1
+    assert "unknown user 'no-such-user-prefork'" in server.log()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="changing user needs root")
+@pytest.mark.timeout(30)
+def test_workers_drop_privileges_after_the_master_bound_the_socket(start_server):
+    server = start_server("-w", "1", "-b", "127.0.0.1:0", "--user", "nobody")
+    (worker,) = wait_workers(server.proc.pid, 1)
+    uids = Path(f"/proc/{worker}/status").read_text().split("Uid:")[1].split()[:4]
+    import pwd
+
+    assert set(uids) == {str(pwd.getpwnam("nobody").pw_uid)}
+    assert get(server.port) == (200, b"Hello, World!")
+
+
+@pytest.mark.timeout(30)
+def test_sigkill_to_the_master_ends_every_worker_within_2s(start_server):
+    server = start_server("-w", "2", "-b", "127.0.0.1:0")
+    pids = list(wait_workers(server.proc.pid, 2))
+    server.proc.kill()
+    server.proc.wait(5)
+    killed = time.monotonic()
+    wait_until(lambda: not any(alive(pid) for pid in pids), 2.0, message="workers to exit after the master died")
+    assert time.monotonic() - killed < 2.0
+
+
+@pytest.mark.timeout(30)
+def test_hup_with_a_broken_configuration_keeps_the_workers(start_server, tmp_path):
+    conf = tmp_path / "prefork.toml"
+    conf.write_text('workers = 2\nbind = ["127.0.0.1:0"]\n')
+    server = start_server("-c", str(conf), expect_ports=1)
+    before = wait_workers(server.proc.pid, 2)
+    conf.write_text('workers = "many"\nbind = ["127.0.0.1:0"]\n')
+    server.send_signal(signal.SIGHUP)
+    server.wait_for_log(r"reload failed, configuration unchanged: .*prefork.toml.*'workers'")
+    assert get(server.port) == (200, b"Hello, World!")
+    assert set(workers(server.proc.pid)) == set(before)
+    conf.write_text('workers = 1\nbind = ["127.0.0.1:0"]\n')  # fixed: the next HUP applies it
+    server.send_signal(signal.SIGHUP)
+    after = wait_workers(server.proc.pid, 1, exclude=before)
+    assert "[gen 2]" in list(after.values())[0]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(30)
+def test_a_worker_whose_reactor_blocks_is_killed_after_timeout_and_replaced(start_server):
+    server = start_server("-w", "1", "-b", "127.0.0.1:0", "--timeout", "2", "--dispatch", "inline",
+                          "--chdir", APPS, "blocking:app")
+    (hung,) = wait_workers(server.proc.pid, 1)
+    assert get(server.port, "/") == (200, b"ok")
+    blocked = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    blocked.sendall(b"GET /block HTTP/1.1\r\nHost: test\r\n\r\n")
+    server.wait_for_log(rf"worker 0 \[gen 1\] \(pid {hung}\) timed out: no heartbeat", 8)
+    replacement = wait_until(lambda: [p for p in workers(server.proc.pid) if p != hung], 5,
+                             message="a replacement worker")
+    assert "prefork: worker 0 " in title(replacement[0])
+    assert blocked.recv(1) == b""  # the blocked request's connection died with its worker
+    blocked.close()
+    assert get(server.port, "/") == (200, b"ok")
+    assert "blocking.py" in server.log()  # faulthandler showed where the worker was stuck
+
+
+@pytest.mark.timeout(30)
+def test_ps_shows_titles_and_prefork_s_quit_stops_the_server(start_server, tmp_path):
+    pidfile = tmp_path / "p.pid"
+    server = start_server("-w", "2", "-b", "127.0.0.1:0", "--pid", str(pidfile))
+    pids = wait_workers(server.proc.pid, 2)
+    ps = subprocess.run(["ps", "-ww", "-o", "pid=,args=", "-p", ",".join(map(str, [server.proc.pid, *pids]))],
+                        capture_output=True, text=True, check=True).stdout
+    assert f"{server.proc.pid} prefork: master [-w 2 -b 127.0.0.1:0 --pid {pidfile}]" in ps
+    assert sorted(line.split(None, 1)[1] for line in ps.splitlines()[1:]) == [
+        "prefork: worker 0 [gen 1]", "prefork: worker 1 [gen 1]"]
+    wait_until(pidfile.exists)
+    control = subprocess.run(PREFORK + ["-s", "quit", "--pid", str(pidfile)], capture_output=True, text=True,
+                             timeout=10)
+    assert control.returncode == 0, control.stderr
+    assert server.proc.wait(10) == 0
+    assert not pidfile.exists()
+
+
+@pytest.mark.timeout(30)
+def test_winch_stops_workers_but_keeps_the_queue_and_hup_brings_them_back(start_server):
+    server = start_server("-w", "1", "-b", "127.0.0.1:0")
+    master = server.proc.pid
+    (first,) = wait_workers(master, 1)
+    server.send_signal(signal.SIGWINCH)
+    wait_until(lambda: not children(master), 5, message="workers to stop")
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(REQUEST)  # waits in the master's socket queue: no reset, no answer yet
+        server.send_signal(signal.SIGHUP)
+        assert read_response(sock)[:1] == (200,)
+    assert set(workers(master)) != {first}
+
+
+@pytest.mark.timeout(30)
+def test_max_requests_recycles_the_worker_without_a_failed_request(start_server):
+    server = start_server("-w", "1", "-b", "127.0.0.1:0", "--max-requests", "5")
+    master = server.proc.pid
+    (first,) = wait_workers(master, 1)
+    for _ in range(12):
+        assert get(server.port) == (200, b"Hello, World!")
+    wait_until(lambda: first not in workers(master) and len(workers(master)) == 1, 5,
+               message="a recycled worker")
+    server.wait_for_log("requests served, recycling")
+
+
+@pytest.mark.timeout(30)
+def test_sd_notify_ready_reloading_stopping(start_server, tmp_path):
+    path = str(tmp_path / "notify.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
+        notify.bind(path)
+        notify.settimeout(10)
+        server = start_server("-w", "1", "-b", "127.0.0.1:0", env={"NOTIFY_SOCKET": path})
+
+        def next_message() -> str:
+            return notify.recv(4096).decode()
+
+        assert next_message().startswith("READY=1\nSTATUS=serving: 1 workers, generation 1")
+        server.send_signal(signal.SIGHUP)
+        assert next_message().startswith("RELOADING=1\nMONOTONIC_USEC=")
+        assert next_message().startswith("READY=1\nSTATUS=serving: 1 workers, generation 2")
+        server.send_signal(signal.SIGQUIT)
+        assert next_message().startswith("STOPPING=1")
+        assert server.proc.wait(10) == 0
+
+
+@pytest.mark.timeout(30)
+def test_unix_socket_stale_file_is_replaced_and_a_live_one_refused(start_server, tmp_path):
+    path = str(tmp_path / "s.sock")
+    stale = socket.socket(socket.AF_UNIX)
+    stale.bind(path)
+    stale.close()  # the file stays, nobody listens: what a killed server leaves
+    server = start_server("-w", "1", "-b", f"unix:{path}", expect_ports=1)
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(5)
+        sock.connect(path)
+        sock.sendall(REQUEST)
+        assert read_response(sock)[0] == 200
+    second = start_server("-w", "1", "-b", f"unix:{path}", expect_ports=0)
+    assert second.proc.wait(5) == 1
+    assert "another server is listening there" in second.log()
