@@ -213,3 +213,19 @@ def test_unix_socket_stale_file_is_replaced_and_a_live_one_refused(start_server,
     second = start_server("-w", "1", "-b", f"unix:{path}", expect_ports=0)
     assert second.proc.wait(5) == 1
     assert "another server is listening there" in second.log()
+
+
+@pytest.mark.timeout(30)
+def test_hup_with_an_app_that_no_longer_imports_keeps_the_old_generation(start_server, tmp_path):
+    module = tmp_path / "deployed.py"
+    module.write_text((Path(APPS) / "blocking.py").read_text())
+    server = start_server("-w", "2", "-b", "127.0.0.1:0", "--chdir", str(tmp_path), "deployed:app")
+    before = wait_workers(server.proc.pid, 2)
+    module.write_text("raise ImportError('a broken deploy')\n")
+    server.send_signal(signal.SIGHUP)
+    server.wait_for_log(r"failed to boot: reload abandoned, generation 1 keeps serving")
+    assert "a broken deploy" in server.log()
+    assert get(server.port, "/") == (200, b"ok")
+    assert set(workers(server.proc.pid)) == set(before) and server.proc.poll() is None
+    wait_until(lambda: not [p for p in children(server.proc.pid) if p not in before], 5,
+               message="the failed generation to be gone")

@@ -42,7 +42,8 @@ GRACE_MARGIN = 1.0  # after graceful_timeout the worker stops itself; SIGKILL on
 ABORT_GRACE = 1.0  # seconds between SIGABRT and SIGKILL for a hung worker
 STABLE_AFTER = 10.0  # a worker that lived this long resets its slot's crash count
 MAX_BACKOFF = 30.0
-# Changing these needs new sockets or a new master: HUP keeps the old value and says so.
+# Changing these needs new sockets or a new master: HUP keeps the old value and says so
+# (and app/chdir too when the app was preloaded: the master cannot import it again).
 RESTART_KEYS = ("bind", "reuse_port", "backlog", "preload", "pid")
 
 
@@ -144,7 +145,11 @@ class Arbiter:
         signal.set_wakeup_fd(self.pipe[1], warn_on_full_buffer=False)
         self.board = Scoreboard(max(256, 4 * count))
         self.board.set_generation(self.generation)
-        self.pidfile.write()
+        try:
+            self.pidfile.write()
+        except OSError as exc:
+            log.error("cannot write the pidfile %s: %s", self.config.pid, exc.strerror)
+            return False
         self.slots = [None] * count
         self.set_title()
         log.info("master %d: %d workers, generation %d%s", os.getpid(), count, self.generation,
@@ -233,7 +238,7 @@ class Arbiter:
             log.error("reload failed, configuration unchanged: %s", exc)
             systemd.notify("READY=1", self.status())
             return
-        for key in RESTART_KEYS:
+        for key in RESTART_KEYS + (("app", "chdir") if self.app is not None else ()):
             if new.values[key] != self.config.values[key]:
                 log.warning("reload: a change of %r (%r -> %r) takes effect at the next upgrade (USR2) "
                             "or restart", key, self.config.values[key], new.values[key])
@@ -324,7 +329,8 @@ class Arbiter:
             return
         self.stopping = "graceful" if graceful else "fast"
         log.info("%s shutdown (%s)", "graceful" if graceful else "fast", "QUIT" if graceful else "TERM/INT")
-        systemd.notify("STOPPING=1", f"STATUS={self.stopping} shutdown")
+        if self.new_master is None:  # else the new master is the service now: not stopping
+            systemd.notify("STOPPING=1", f"STATUS={self.stopping} shutdown")
         self.set_title()
         self.respawn_at.clear()
         if graceful:
