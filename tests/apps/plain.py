@@ -101,8 +101,7 @@ def big(environ, start_response):
     start_response("200 OK", [("Content-Type", "application/octet-stream"),
                               ("Content-Length", str(mb << 20))])
     chunk = b"x" * 65536
-    for _ in range(mb * 16):
-        yield chunk
+    return Closable(chunk for _ in range(mb * 16))
 
 
 def write_then_iterate(environ, start_response):

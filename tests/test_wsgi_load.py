@@ -1,0 +1,101 @@
+"""The worker queues under load: blocking work on the threads, and backpressure on streams."""
+
+import json
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, connect, read_response, wait_until
+
+APPS = str(REPO / "tests" / "apps")
+
+
+def worker_pid(server) -> int:
+    """The one worker: the master's child process."""
+    def child():
+        children = Path(f"/proc/{server.proc.pid}/task/{server.proc.pid}/children").read_text().split()
+        return int(children[0]) if len(children) == 1 else None
+    return wait_until(child, 10, message="the worker process")
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
+def fetch(port: int, target: str) -> tuple[int, bytes]:
+    with connect(port) as sock:
+        sock.sendall(f"GET {target} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        status, _, body = read_response(sock)
+    return status, body
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(30)
+def test_blocking_requests_run_on_the_threads_while_the_reactor_keeps_answering(start_server):
+    server = start_server("-w", "1", "--threads", "4", "-b", "127.0.0.1:0")
+    assert fetch(server.port, "/sleep?ms=0") == (200, b"slept 0 ms\n")  # threads started
+    results = []
+    plaintext_latencies = []
+    started = time.monotonic()
+
+    def sleeper():
+        results.append(fetch(server.port, "/sleep?ms=200"))
+
+    sleepers = [threading.Thread(target=sleeper) for _ in range(40)]
+    for thread in sleepers:
+        thread.start()
+    with connect(server.port) as sock:
+        buf = bytearray()
+        while any(thread.is_alive() for thread in sleepers):
+            sent = time.monotonic()
+            sock.sendall(b"GET /plaintext HTTP/1.1\r\nHost: x\r\n\r\n")
+            status, _, body = read_response(sock, buf)
+            plaintext_latencies.append(time.monotonic() - sent)
+            assert (status, body) == (200, b"Hello, World!")
+            time.sleep(0.02)  # pacing the probe, not synchronisation
+    for thread in sleepers:
+        thread.join(10)
+    elapsed = time.monotonic() - started
+    assert results == [(200, b"slept 200 ms\n")] * 40
+    # 40 requests of 200 ms on 4 threads: 10 rounds, about 2 s
+    assert 1.8 < elapsed < 3.5, elapsed
+    assert len(plaintext_latencies) >= 20
+    assert max(plaintext_latencies) < 0.05, sorted(plaintext_latencies)[-5:]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(40)
+@pytest.mark.parametrize("dispatch", ["inline", "threads"])
+def test_a_client_that_stops_reading_does_not_grow_the_worker(start_server, dispatch):
+    # One handler thread: the next request can only be served if the stalled one lets it go.
+    server = start_server("plain:raw", "--chdir", APPS, "-w", "1", "-b", "127.0.0.1:0",
+                          "--dispatch", dispatch, "--threads", "1")
+    pid = worker_pid(server)
+    assert fetch(server.port, "/hello") == (200, b"Hello, World!")
+    closes_before = json.loads(fetch(server.port, "/closes")[1])["closes"]
+    baseline = rss_kib(pid)
+    stalled = connect(server.port)
+    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    stalled.sendall(b"GET /big?mb=100 HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert stalled.recv(65536).startswith(b"HTTP/1.1 200 OK")
+    # Watch the worker while the client reads nothing: a server that buffers would reach
+    # 100 MB within this window (it produces hundreds of MB/s).
+    peak = baseline
+    deadline = time.monotonic() + 1.5
+    while time.monotonic() < deadline:
+        peak = max(peak, rss_kib(pid))
+        time.sleep(0.05)
+    assert peak - baseline < 10 * 1024, f"worker RSS grew by {(peak - baseline) // 1024} MB"
+    if dispatch == "inline":
+        assert fetch(server.port, "/hello") == (200, b"Hello, World!")  # the Reactor is not stuck
+    stalled.close()  # the producer must be released and the body's close() called
+    wait_until(lambda: json.loads(fetch(server.port, "/closes")[1])["closes"] == closes_before + 1, 10,
+               message="close() of the abandoned body")
+    assert fetch(server.port, "/sleep?ms=1") == (200, b"slept")
+    assert "Traceback" not in server.log()
