@@ -320,8 +320,7 @@ def run_rounds(specs: list[ServerSpec], rounds: int, duration: float, warmup: fl
                      f"({duration:g} s, about {left / 60:.1f} min left) load {loadavg()}")
             result = None
             for attempt in (1, 2):
-                if quiet_wait > 0:
-                    wait_for_quiet(quiet, quiet_wait)
+                was_quiet = quiet_wait <= 0 or wait_for_quiet(quiet, quiet_wait) <= quiet
                 try:
                     again = measure(spec, workdir, duration, warmup)
                 except RuntimeError as exc:
@@ -333,7 +332,7 @@ def run_rounds(specs: list[ServerSpec], rounds: int, duration: float, warmup: fl
                     result = again
                 if attempt == 2:
                     progress(f"    kept the attempt with less foreign load ({100 * result['foreign_cpu']:.0f}%)")
-                elif result["foreign_cpu"] > retry_above:
+                elif result["foreign_cpu"] > retry_above and was_quiet:  # a burst: the next try may be luckier
                     progress(f"    other programs used {100 * again['foreign_cpu']:.0f}% of a core meanwhile: "
                              "measuring again")
                     continue
@@ -471,7 +470,14 @@ def rounds_options(args) -> dict:
     return {"quiet": args.quiet / 100, "quiet_wait": args.quiet_wait, "retry_above": args.retry_above / 100}
 
 
+def stop_on_term() -> None:
+    """SIGTERM unwinds like Ctrl-C, so the `finally` that stops the running server still runs."""
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+
+
 def check_tools() -> None:
+    """wrk and taskset exist and there are two cores; also installs the SIGTERM handler."""
+    stop_on_term()
     for tool in (WRK, "/usr/bin/taskset"):
         if not os.path.exists(tool):
             sys.exit(f"{tool} is missing: apt-get install -y wrk util-linux")
