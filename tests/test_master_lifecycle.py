@@ -4,6 +4,7 @@ a dead master, bad reloads, hung workers, titles, -s control, systemd notificati
 from __future__ import annotations
 
 import os
+import pwd
 import signal
 import socket
 import subprocess
@@ -80,10 +81,13 @@ def test_an_unknown_user_is_a_boot_failure(start_server):
 def test_workers_drop_privileges_after_the_master_bound_the_socket(start_server):
     server = start_server("-w", "1", "-b", "127.0.0.1:0", "--user", "nobody")
     (worker,) = wait_workers(server.proc.pid, 1)
-    uids = Path(f"/proc/{worker}/status").read_text().split("Uid:")[1].split()[:4]
-    import pwd
+    nobody = str(pwd.getpwnam("nobody").pw_uid)
 
-    assert set(uids) == {str(pwd.getpwnam("nobody").pw_uid)}
+    def uids():
+        return set(Path(f"/proc/{worker}/status").read_text().split("Uid:")[1].split()[:4])
+
+    wait_until(lambda: uids() == {nobody}, 5, message="the worker to run as nobody")
+    assert Path(f"/proc/{server.proc.pid}/status").read_text().split("Uid:")[1].split()[0] == "0"
     assert get(server.port) == (200, b"Hello, World!")
 
 
@@ -218,14 +222,18 @@ def test_unix_socket_stale_file_is_replaced_and_a_live_one_refused(start_server,
 @pytest.mark.timeout(30)
 def test_hup_with_an_app_that_no_longer_imports_keeps_the_old_generation(start_server, tmp_path):
     module = tmp_path / "deployed.py"
-    module.write_text((Path(APPS) / "blocking.py").read_text())
+    module.write_text("import os, pathlib\n"  # each worker says it imported the app
+                      "pathlib.Path(__file__).with_name(f'imported-{os.getpid()}').touch()\n"
+                      + (Path(APPS) / "blocking.py").read_text())
     server = start_server("-w", "2", "-b", "127.0.0.1:0", "--chdir", str(tmp_path), "deployed:app")
     before = wait_workers(server.proc.pid, 2)
+    wait_until(lambda: all((tmp_path / f"imported-{pid}").exists() for pid in before), 5,
+               message="both workers to import the app")
     module.write_text("raise ImportError('a broken deploy')\n")
     server.send_signal(signal.SIGHUP)
     server.wait_for_log(r"failed to boot: reload abandoned, generation 1 keeps serving")
     assert "a broken deploy" in server.log()
-    assert get(server.port, "/") == (200, b"ok")
-    assert set(workers(server.proc.pid)) == set(before) and server.proc.poll() is None
     wait_until(lambda: not [p for p in children(server.proc.pid) if p not in before], 5,
                message="the failed generation to be gone")
+    assert get(server.port, "/") == (200, b"ok")
+    assert set(workers(server.proc.pid)) == set(before) and server.proc.poll() is None
