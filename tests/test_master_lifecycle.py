@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import os
 import pwd
+import re
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -237,3 +239,49 @@ def test_hup_with_an_app_that_no_longer_imports_keeps_the_old_generation(start_s
                message="the failed generation to be gone")
     assert get(server.port, "/") == (200, b"ok")
     assert set(workers(server.proc.pid)) == set(before) and server.proc.poll() is None
+
+
+SOCKET_ACTIVATION = """
+import os, socket, sys
+sock = socket.socket()
+sock.bind(("127.0.0.1", 0))
+sock.listen(128)
+os.dup2(sock.fileno(), 3)  # where systemd puts the first socket
+os.environ.update(LISTEN_FDS="1", LISTEN_PID=str(os.getpid()))  # exec keeps the pid
+port = sock.getsockname()[1]
+os.execv(sys.argv[1], sys.argv[1:] + ["-w", "2", "-b", f"127.0.0.1:{port}"])
+"""
+
+
+@pytest.mark.timeout(30)
+def test_systemd_socket_activation_serves_the_passed_socket(tmp_path):
+    log = tmp_path / "log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-c", SOCKET_ACTIVATION, *PREFORK], stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        match = wait_until(lambda: re.search(r"listening on 127\.0\.0\.1:(\d+) \(port \1\)", log.read_text()), 10,
+                           message="prefork to listen")
+        port = int(match.group(1))  # bound by the wrapper: binding it again would fail (EADDRINUSE)
+        wait_workers(proc.pid, 2)
+        assert get(port) == (200, b"Hello, World!")
+        proc.send_signal(signal.SIGQUIT)
+        assert proc.wait(10) == 0
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+
+
+@pytest.mark.timeout(30)
+def test_usr1_reopens_the_error_log(start_server, tmp_path):
+    error_log = tmp_path / "error.log"
+    server = start_server("-w", "1", "-b", "127.0.0.1:0", "--error-log", str(error_log), expect_ports=0)
+    wait_until(lambda: error_log.exists() and "master" in error_log.read_text(), 10, message="the error log")
+    wait_workers(server.proc.pid, 1)
+    error_log.rename(tmp_path / "error.log.1")  # what logrotate does
+    server.send_signal(signal.SIGUSR1)
+    wait_until(error_log.exists, 5, message="the reopened log file")
+    server.send_signal(signal.SIGTTIN)
+    wait_until(lambda: "TTIN: 2 workers" in error_log.read_text(), 5, message="a line in the new file")
+    assert "reopening log files (USR1)" in (tmp_path / "error.log.1").read_text()
