@@ -9,7 +9,7 @@ workers, the end of a reload, respawns.
 Slots: slot i is a position, 0 <= i < active, with at most one *current* worker. During a
 reload (HUP) or a TTOU the workers being replaced are *superseded*: they keep serving until
 every slot has a current worker that is serving (it wrote its first heartbeat), and only
-then are they sent QUIT. So there is never a moment when a socket has nobody accepting on it.
+then are they sent QUIT: a reload or a resize never leaves a socket with nobody accepting on it.
 """
 
 from __future__ import annotations
@@ -105,6 +105,8 @@ class Arbiter:
         """Start, supervise until stopped; returns the exit code of the `prefork` command."""
         setup_error_log(self.config.error_log, self.config.log_level)
         if not self.start():
+            for listening in self.listenings:
+                listening.close()
             return 1
         try:
             self.loop()
@@ -113,6 +115,12 @@ class Arbiter:
         return self.exit_code
 
     def start(self) -> bool:
+        # Signals first: one that arrives while we bind or preload is acted on by the loop.
+        self.pipe = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        for sig in HANDLED:
+            signal.signal(sig, _record_only)
+        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+        signal.set_wakeup_fd(self.pipe[1], warn_on_full_buffer=False)
         inherited = upgrade.inherited_sockets()
         self.upgraded = bool(inherited)
         activated = []
@@ -138,11 +146,6 @@ class Arbiter:
             except AppLoadError as exc:
                 log.error("cannot preload the app: %s", exc)
                 return False
-        self.pipe = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        for sig in HANDLED:
-            signal.signal(sig, _record_only)
-        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
-        signal.set_wakeup_fd(self.pipe[1], warn_on_full_buffer=False)
         self.board = Scoreboard(max(256, 4 * count))
         self.board.set_generation(self.generation)
         try:
@@ -161,8 +164,9 @@ class Arbiter:
     def loop(self) -> None:
         while True:
             self.sleep()
-            self.handle_signals(self.read_signals())
-            self.reap()
+            received = self.read_signals()
+            self.reap()  # first, as nginx: the signals then act on the workers that are alive
+            self.handle_signals(received)
             if self.stopping:
                 if not self.workers:
                     return
