@@ -285,3 +285,13 @@ def test_usr1_reopens_the_error_log(start_server, tmp_path):
     server.send_signal(signal.SIGTTIN)
     wait_until(lambda: "TTIN: 2 workers" in error_log.read_text(), 5, message="a line in the new file")
     assert "reopening log files (USR1)" in (tmp_path / "error.log.1").read_text()
+
+
+@pytest.mark.timeout(30)
+def test_a_worker_crashing_in_a_loop_is_respawned_with_exponential_backoff(start_server):
+    server = start_server("-w", "1", "-b", "127.0.0.1:0", "--chdir", APPS, "crashing:app")
+    server.wait_for_log(r"exited with code 7; respawning slot 0 in 1s \(3 failures in a row\)", 10)
+    log = server.log()
+    assert re.search(r"exited with code 7; respawning slot 0\n", log)  # the first time: at once
+    assert "respawning slot 0 in 0.5s (2 failures in a row)" in log
+    assert server.proc.poll() is None  # a crash is not a boot failure: the master carries on
