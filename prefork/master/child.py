@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import ctypes
 import faulthandler
-import inspect
 import logging
 import os
 import signal
@@ -99,10 +98,7 @@ def _build_worker(config, sockets, slot, generation, board, app):
         from prefork.apps.loader import load_app
 
         app = load_app(config.app, config.chdir)
-    kwargs = {"slot": slot, "generation": generation, "board": board}
-    if app is not None and "app" in inspect.signature(Worker).parameters:
-        kwargs["app"] = app  # hook for WSGI hosting: Worker(config, sockets, ..., app=callable)
-    return Worker(config, sockets, **kwargs)
+    return Worker(config, sockets, slot=slot, generation=generation, board=board, app=app)
 
 
 def _boot_signals() -> None:
