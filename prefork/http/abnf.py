@@ -35,11 +35,17 @@ FIELD_LINES = re.compile(rb"(?:" + TOKEN + rb":[ \t]*" + FIELD_VALUE + rb"[ \t]*
 # chunk-ext = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] )
 QUOTED_STRING = rb'"(?:[\t \x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\t \x21-\x7e\x80-\xff])*"'
 CHUNK_EXT = rb"(?:[ \t]*;[ \t]*" + TOKEN + rb"(?:[ \t]*=[ \t]*(?:" + TOKEN + rb"|" + QUOTED_STRING + rb"))?)*"
-# 16 hex digits fill 64 bits; a longer size is an overflow, not a number we will ever read.
-CHUNK_SIZE_LINE = re.compile(rb"([0-9A-Fa-f]{1,16})" + CHUNK_EXT)
+# 16 significant hex digits fill 64 bits; more is an overflow, not a number we will ever read.
+# Leading zeros are still 1*HEXDIG (llhttp accepts them too).
+CHUNK_SIZE_LINE = re.compile(rb"(0*[0-9A-Fa-f]{1,16})" + CHUNK_EXT)
 
-# RFC 9112 6.3: Content-Length = 1*DIGIT (no sign, no spaces, no list)
-CONTENT_LENGTH = re.compile(rb"[0-9]{1,18}")
+# RFC 9112 6.3: Content-Length = 1*DIGIT (no sign, no spaces, no list); at most 18 significant
+# digits, so an overflowing value is refused rather than read.
+CONTENT_LENGTH = re.compile(rb"0*[0-9]{1,18}")
+
+# In a head that has not ended yet: a bare CR, a bare LF (one at the very start is checked
+# apart), or a line that starts with whitespace (obs-fold). None can begin a valid head.
+HEAD_LINE_ERROR = re.compile(rb"\r[^\n]|[^\r]\n|\r\n[ \t]")
 
 # RFC 9110 7.6.1: Connection = #connection-option
 LIST_SEPARATOR = re.compile(rb"[ \t]*,[ \t]*")

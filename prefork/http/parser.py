@@ -187,12 +187,33 @@ class RequestParser:
         return self._request(method, target, version, headers, keep_alive)
 
     def _incomplete_head(self, buf, pos):
-        waiting = len(buf) - pos
-        if buf.find(b"\n\n", pos) >= 0 or buf.find(b"\n\r\n", pos) >= 0:
-            raise ProtocolError(400, "line ending without CR")
-        if waiting > self.limits.request_line and buf.find(b"\r\n", pos) < 0:
-            raise ProtocolError(414, "request line too long")
-        if waiting >= self.limits.head:
+        """The head has not ended yet. Wait for more bytes, unless those already here can never
+        begin a valid head: then reject now rather than hold the connection until a timeout.
+        Only a head split across reads comes here; a whole head never does."""
+        if pos == len(buf):
+            return NEED_DATA
+        while buf.startswith(b"\r\n", pos):  # empty lines before the request-line (RFC 9112 2.2)
+            pos += 2
+        self.pos = pos
+        # RFC 9112 2.2: CR and LF appear in a head only as CRLF; RFC 9112 5.2: a line that
+        # starts with whitespace is obs-fold (or whitespace after the request-line).
+        if abnf.HEAD_LINE_ERROR.search(buf, pos) is not None or buf.startswith(b"\n", pos):
+            raise ProtocolError(400, "bare CR or LF, or a line starting with whitespace")
+        limits = self.limits
+        line_end = buf.find(b"\r\n", pos)
+        if line_end < 0:
+            # The request-line is still arriving: a CR at the end may be the start of its CRLF.
+            if len(buf) - pos - buf.endswith(b"\r") > limits.request_line:
+                raise ProtocolError(414, "request line too long")
+        else:
+            if line_end - pos > limits.request_line:
+                raise ProtocolError(414, "request line too long")
+            match = _request_line(buf, pos, line_end)
+            if match is None:
+                self._bad_request_line(buf[pos:line_end])
+            if match.group(3) + b"." + match.group(4) not in _VERSIONS:
+                raise ProtocolError(505, "HTTP version not supported")
+        if len(buf) - pos >= limits.head:
             raise ProtocolError(431, "request head too large")
         return NEED_DATA
 
@@ -211,6 +232,7 @@ class RequestParser:
         transfer_encoding = None
         hosts = 0
         expect_continue = False
+        close = persist = False
         for name, value in raw_headers:
             name = name.lower()
             append((name, value))
@@ -231,16 +253,23 @@ class RequestParser:
             elif name == _CONNECTION:
                 for option in abnf.LIST_SEPARATOR.split(value.lower()):
                     if option == b"close":
-                        keep_alive = False
-                    elif option == b"keep-alive" and version == b"1.0":
-                        keep_alive = True
+                        close = True
+                    elif option == b"keep-alive":
+                        persist = True
             else:  # Expect
                 if value.lower() == b"100-continue":
                     expect_continue = version == b"1.1"
                 else:
                     raise ProtocolError(417, "unsupported expectation")
-        if version == b"1.1" and hosts != 1:
+        # RFC 9112 3.2: 400 for an HTTP/1.1 request without Host, and for any request with several.
+        if hosts != 1 and (hosts or version == b"1.1"):
             raise ProtocolError(400, "missing Host header" if hosts == 0 else "repeated Host header")
+        # RFC 9112 9.3: "close" wins, whatever the version and wherever it appears; otherwise an
+        # HTTP/1.1 connection persists, and an HTTP/1.0 one only with "keep-alive".
+        if close:
+            keep_alive = False
+        elif persist:
+            keep_alive = True
         chunked = False
         if transfer_encoding is not None:
             if content_length is not None:
@@ -313,11 +342,15 @@ class RequestParser:
         if state == _CHUNK_SIZE:
             end = buf.find(b"\r\n", self.pos)
             if end < 0:
-                if len(buf) - self.pos > self.limits.chunk_line:
+                # Still arriving: a CR at the end may be the start of its CRLF; any other CR or LF
+                # is bare. The limit counts the line without its CRLF, as when it is whole.
+                if len(buf) - self.pos - buf.endswith(b"\r") > self.limits.chunk_line:
                     raise ProtocolError(400, "chunk size line too long")
-                if buf.find(b"\n", self.pos) >= 0:
-                    raise ProtocolError(400, "chunk size line without CR")
+                if buf.find(b"\n", self.pos) >= 0 or buf.find(b"\r", self.pos, len(buf) - 1) >= 0:
+                    raise ProtocolError(400, "bare CR or LF in a chunk size line")
                 return NEED_DATA
+            if end - self.pos > self.limits.chunk_line:
+                raise ProtocolError(400, "chunk size line too long")
             match = abnf.CHUNK_SIZE_LINE.fullmatch(buf, self.pos, end)
             if match is None:
                 raise ProtocolError(400, "invalid chunk size line")
@@ -339,20 +372,24 @@ class RequestParser:
         if buf.startswith(b"\r\n", pos):
             self.pos = pos + 2
             return self._end_of_message()
+        limits = self.limits
         end = buf.find(b"\r\n\r\n", pos)
-        if end < 0:
-            if len(buf) - pos < 2 and buf[pos:] in (b"", b"\r"):
-                return NEED_DATA
-            if len(buf) - pos > self.limits.head:
+        if end < 0:  # still arriving: refuse what can never end well, as for a head
+            if abnf.HEAD_LINE_ERROR.search(buf, pos) is not None or buf.startswith(b"\n", pos):
+                raise ProtocolError(400, "bare CR or LF, or obs-fold, in the trailer section")
+            if len(buf) - pos >= limits.head:
                 raise ProtocolError(431, "trailer section too large")
-            if buf.find(b"\n\n", pos) >= 0 or buf.startswith(b"\n", pos):
-                raise ProtocolError(400, "line ending without CR")
             return NEED_DATA
+        # The trailer section has the limits of a head: its size, its field count, its lines.
+        if end + 4 - pos > limits.head:
+            raise ProtocolError(431, "trailer section too large")
         fields = buf[pos:end + 2]
         if _field_lines_ok(fields) is None:
             raise ProtocolError(400, "malformed trailer field")
-        self.pos = end + 4
         trailers = [(name.lower(), value) for name, value in _field_lines(fields)]
-        if len(trailers) > self.limits.fields:
+        if len(trailers) > limits.fields:
             raise ProtocolError(431, "too many trailer fields")
+        if len(fields) > limits.field_size and max(map(len, fields.split(b"\r\n"))) > limits.field_size:
+            raise ProtocolError(431, "trailer field too large")
+        self.pos = end + 4
         return self._end_of_message(trailers)
