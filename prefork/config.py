@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 
@@ -127,18 +127,14 @@ def _check(setting: Setting, value: Any, where: str) -> Any:
     return value
 
 
-@dataclass
 class Config:
-    """The settings in force, with where each came from."""
+    """The settings in force: each setting is a plain attribute (config.keepalive), because the
+    request path reads some of them on every request; `values` holds them all by name."""
 
-    values: dict[str, Any] = field(default_factory=dict)
-    path: str | None = None
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self.values[name]
-        except KeyError:
-            raise AttributeError(name) from None
+    def __init__(self, values: dict[str, Any], path: str | None = None):
+        self.values = values
+        self.path = path
+        self.__dict__.update(values)
 
     @property
     def worker_count(self) -> int:

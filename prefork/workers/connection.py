@@ -21,11 +21,14 @@ from io import BytesIO
 from prefork.http import CLOSED, NEED_DATA, Data, EndOfMessage, ProtocolError, Request, RequestParser
 from prefork.http import response as http
 
-from .reactor import EPOLLOUT
-from .stream import Stream
+from .reactor import EPOLLIN, EPOLLOUT
+from .stream import _READ_SIZE, Stream
 
 _CLOSE = b"Connection: close\r\n"
 _CRLF = b"\r\n"
+_CLOSE_CRLF = _CLOSE + _CRLF
+_EPOLLOUT = EPOLLOUT
+_NOT_EPOLLOUT = ~EPOLLOUT
 _STATUS_LINES = http.STATUS_LINES
 _EMPTY = BytesIO(b"")
 # Parsed-but-unanswered input we keep before we stop reading the socket: a whole request head
@@ -59,12 +62,42 @@ class HttpConnection(Stream):
 
     # -- input ----------------------------------------------------------------------------------
 
-    def on_data(self, data: bytes) -> None:
+    def on_events(self, mask: int) -> None:
+        # Stream.on_events, on_readable and on_data in one function: this runs for every request,
+        # and each Python call on this path costs about as much as a system call's user side.
+        if mask & _EPOLLOUT:
+            self.flush()
+            if self.closed or not mask & _NOT_EPOLLOUT:
+                return
+        try:
+            data = self.sock.recv(_READ_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self.abort()
+            return
+        if not data:
+            self.read_closed = True
+            if self.lingering:
+                self.abort()
+            else:
+                self.on_eof()
+            return
+        if self.lingering:
+            return
         parser = self.parser
-        if not parser.buffered and not self.busy and not self.body:
+        if parser.pos == len(parser.buf) and not self.busy and self.body is None:
             # The first byte of a new request head: its header_timeout starts now.
             self.head_started = self.reactor.now
         parser.feed(data)
+        self.process()
+        self.flush()
+
+    def on_readable(self) -> None:
+        self.on_events(EPOLLIN)
+
+    def on_data(self, data: bytes) -> None:
+        self.parser.feed(data)
         self.process()
         self.flush()
 
@@ -75,8 +108,9 @@ class HttpConnection(Stream):
         self.flush()
 
     def wants_input(self) -> bool:
+        parser = self.parser
         return (not self.read_closed and not self.closing and self.out_len <= self.worker.high_water
-                and self.parser.buffered < _INPUT_LIMIT)
+                and len(parser.buf) - parser.pos < _INPUT_LIMIT)
 
     def process(self) -> None:
         """Turn buffered input into requests until the parser needs data or a response is pending."""
@@ -134,7 +168,8 @@ class HttpConnection(Stream):
         """All output is sent: set the deadline that fits what the connection waits for now."""
         if self.busy or self.body is not None:
             return  # the app's turn, or body_timeout already set on progress
-        if self.parser.buffered:
+        parser = self.parser
+        if parser.pos != len(parser.buf):
             self.deadline.set(self.head_started + self.worker.config.header_timeout)
         elif self.closing:
             return
@@ -144,7 +179,11 @@ class HttpConnection(Stream):
         else:
             keepalive = self.worker.config.keepalive
             if keepalive:
-                self.deadline.set(self.reactor.now + keepalive)
+                # Deadline.set() inlined for the common case, a deadline moving later.
+                deadline = self.deadline
+                when = deadline.when = self.reactor.now + keepalive
+                if not deadline.armed_at or when < deadline.armed_at:
+                    deadline.set(when)
             else:
                 self.closing = True
                 self.flush()
@@ -165,9 +204,10 @@ class HttpConnection(Stream):
 
     def dispatch(self, request: Request, body) -> None:
         self.busy = True
+        self.status = 0
         self.keep_alive = request.keep_alive
         self.head_only = request.method == b"HEAD"
-        self.deadline.clear()
+        self.deadline.when = 0.0  # Deadline.clear(), inline: no timeout while the app works
         worker = self.worker
         worker.requests += 1
         if worker.requests == worker.max_requests:
@@ -187,17 +227,27 @@ class HttpConnection(Stream):
 
     def respond(self, status: int, headers: bytes, body: bytes) -> None:
         """A whole response: `headers` are serialized lines (framing included), body the payload."""
-        keep_alive = self.keep_alive and not self.worker.stopping
+        worker = self.worker
+        keep_alive = self.keep_alive and not worker.stopping and not self.read_closed
         self.status = status
-        line = _STATUS_LINES.get(status) or http.status_line(status)
-        if keep_alive:
-            self.write(line + self.worker.common_headers + headers + _CRLF)
-        else:
-            self.write(line + self.worker.common_headers + headers + _CLOSE + _CRLF)
-        if not self.head_only:
-            self.write(body)
-            self.sent_body = len(body)
-        self._ended(keep_alive)
+        if self.head_only:
+            body = b""
+        try:
+            line = _STATUS_LINES[status]
+        except KeyError:
+            line = http.status_line(status)
+        data = b"".join((line, worker.common_headers,
+                         headers, _CRLF if keep_alive else _CLOSE_CRLF, body))
+        self.out.append(data)
+        self.out_len += len(data)
+        self.sent_body = len(body)
+        # What _ended() does, inline: this runs once per request.
+        self.busy = False
+        self.head_started = self.reactor.now
+        if worker.access_log is not None:
+            worker.log_access(self)
+        if not keep_alive:
+            self.closing = True
 
     def start(self, status: int, headers: bytes, chunked: bool) -> None:
         """Begin a streamed response; chunked means the body is framed by chunks (no length given)."""
@@ -239,8 +289,6 @@ class HttpConnection(Stream):
         self.busy = False
         self.head_started = self.reactor.now  # a pipelined request's head timeout starts now
         self.worker.log_access(self)
-        self.request = None
-        self.status = 0
         if not keep_alive or self.read_closed:
             self.closing = True
 

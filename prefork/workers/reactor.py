@@ -165,9 +165,11 @@ class Reactor:
             events = poll(timeout)
             self.now = now = monotonic()
             for fd, mask in events:
-                handler = handlers.get(fd)
-                if handler is not None:
-                    handler(mask)
+                try:
+                    handler = handlers[fd]
+                except KeyError:
+                    continue  # closed by an earlier handler in this batch
+                handler(mask)
             while timers and timers[0][0] <= now:
                 timer = heappop(timers)[2]
                 if not timer.cancelled:

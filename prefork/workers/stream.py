@@ -132,6 +132,8 @@ class Stream:
             self.drained()
             if self.closed:
                 return
+            if self.interest == EPOLLIN and self.wants_input():
+                return  # the common case after a response: nothing to change
         self.update_interest()
 
     def wants_input(self) -> bool:
