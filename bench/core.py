@@ -91,7 +91,8 @@ def report(results: dict, info: dict, args) -> str:
         "",
         *harness.machine_lines(info),
         f"- {args.rounds} interleaved rounds x {args.duration:g} s, `wrk -t1 -c64 -d{args.duration:g}s --latency "
-        "http://127.0.0.1:PORT/plaintext` on core 1, server on core 0; medians over rounds",
+        "http://127.0.0.1:PORT/plaintext` on core 1, server on core 0, both at niceness "
+        f"{harness.PRIORITY['nice']}; medians over rounds",
         "",
         "| server | requests/s | p99 latency | CPU per request | req/s vs nginx | CPU/req vs nginx | server core busy |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",

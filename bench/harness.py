@@ -31,6 +31,30 @@ WRK = "/usr/bin/wrk"
 NGINX = "/usr/sbin/nginx"
 SERVER_CORE = "0"
 CLIENT_CORE = "1"
+# Niceness of the server and wrk (set by --nice): other engineers' unpinned programs share the two
+# cores; at -10 the scheduler gives a measured process ~90 % of its core against one nice-0 rival.
+PRIORITY = {"nice": -10}
+
+
+def own_session_at_priority() -> None:
+    """preexec_fn: a new session, and that session's scheduler group at the benchmark's niceness.
+
+    With sched_autogroup (Debian's default) every session is a scheduling group and CPU is shared
+    between groups first: plain `nice` would only rank a process inside its own group, so the
+    group's niceness (/proc/self/autogroup) is what makes other sessions' programs yield.
+    """
+    os.setsid()
+    if PRIORITY["nice"]:
+        try:
+            Path("/proc/self/autogroup").write_text(str(PRIORITY["nice"]))
+        except OSError:  # no autogroup on this kernel: `nice` alone then does the job
+            pass
+
+
+def pinned(core: str, argv: list) -> list[str]:
+    """argv run on one core, at the benchmark's priority (nice and taskset exec: the pid is kept)."""
+    prefix = ["nice", "-n", str(PRIORITY["nice"])] if PRIORITY["nice"] else []
+    return [*prefix, "taskset", "-c", core, *map(str, argv)]
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -83,10 +107,14 @@ def tree_cpu_seconds(root: int) -> dict[int, float]:
 
 
 def machine_busy_seconds() -> float:
-    """CPU seconds all cores spent on anything but idle/iowait since boot (/proc/stat)."""
+    """CPU seconds all cores spent in processes (user, nice, system) and steal since boot (/proc/stat).
+
+    irq and softirq are left out: on loopback most of the TCP work runs in softirq, on behalf of
+    the server and wrk themselves, and is in neither's utime+stime.
+    """
     values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
     user, nice, system, idle, iowait, irq, softirq, steal = values[:8]
-    return (user + nice + system + irq + softirq + steal) / CLOCK_TICKS
+    return (user + nice + system + steal) / CLOCK_TICKS
 
 
 def loadavg() -> str:
@@ -140,9 +168,9 @@ class RunningServer:
         self.log_path = workdir / f"{spec.name.replace(' ', '_').replace('/', '_')}.log"
         self.log = open(self.log_path, "wb")
         env = {**os.environ, **spec.env}
-        self.proc = subprocess.Popen(["taskset", "-c", SERVER_CORE, *argv], cwd=spec.cwd, env=env,
+        self.proc = subprocess.Popen(pinned(SERVER_CORE, argv), cwd=spec.cwd, env=env,
                                      stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+                                     preexec_fn=own_session_at_priority)
 
     def wait_ready(self, timeout: float = 20.0) -> None:
         """Poll until a GET of the benchmark path answers 200; raise with the log if not."""
@@ -214,15 +242,16 @@ def parse_wrk(output: str) -> dict:
 
 def run_wrk(url: str, duration: float, connections: int = 64) -> tuple[dict, str]:
     """wrk -t1 -cN -dD --latency pinned to the client core; returns (parsed result, raw output)."""
-    argv = ["taskset", "-c", CLIENT_CORE, WRK, "-t1", f"-c{connections}", f"-d{duration:g}s", "--latency", url]
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    argv = pinned(CLIENT_CORE, [WRK, "-t1", f"-c{connections}", f"-d{duration:g}s", "--latency", url])
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=own_session_at_priority)
     try:
         output, _ = proc.communicate(timeout=duration + 30)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.communicate()
         raise RuntimeError(f"wrk did not finish within {duration + 30:.0f} s")
-    # taskset execs wrk, so the child reaped here is wrk itself: measure() reads its CPU time
+    # nice and taskset exec wrk, so the child reaped here is wrk itself: measure() reads its CPU time
     # from RUSAGE_CHILDREN
     return parse_wrk(output), output
 
@@ -270,6 +299,7 @@ def measure(spec: ServerSpec, workdir: Path, duration: float, warmup: float) -> 
 def describe(result: dict) -> str:
     return (f"{result['rps']:>9,.0f} req/s  p99 {result['p99_ms']:7.2f} ms  "
             f"cpu {result['cpu_us_per_request']:6.1f} us/req  (server core {100 * result['server_core_busy']:.0f}% busy, "
+            f"wrk {100 * result['wrk_cpu_s'] / result['elapsed_s']:.0f}%, "
             f"foreign load {100 * result['foreign_cpu']:.0f}% of a core)")
 
 
@@ -372,6 +402,14 @@ def machine() -> dict:
                                 text=True).stdout.strip()
     except OSError:
         commit = "unknown"
+    try:
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "prefork"], cwd=REPO, capture_output=True,
+                               text=True).stdout.split("\n")
+        dirty = [line[3:] for line in dirty if line.strip()]
+    except OSError:
+        dirty = []
+    if dirty:
+        commit += f" plus uncommitted changes in {', '.join(dirty[:5])}" + (" ..." if len(dirty) > 5 else "")
     return {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "nproc": os.cpu_count(), "cpu": cpu_model, "kernel": platform.release(),
@@ -410,15 +448,19 @@ Options: `--rounds N`, `--duration S`, `--quick` (1 round x 3 s, for trying the 
 
 - One server worker pinned to core 0 (`taskset -c 0`, which its master and threads inherit),
   `wrk -t1 -c64 -dDs --latency` pinned to core 1, traffic only to 127.0.0.1.
+- Server and wrk run at niceness -10 (`--nice`), each in its own session whose scheduling group
+  (`/proc/PID/autogroup`, as sched_autogroup is on) gets that niceness too: this machine is shared,
+  other programs are not pinned, and at that priority they take little from the measured processes.
 - Interleaved rounds: every server is measured once per round, in alternating order (A B C, then
   C B A), each on a fresh start after a 2 s warm-up run; the table shows the **median** over rounds.
 - Requests/s and the 99th percentile latency come from wrk. **Server CPU per request** is the
   utime+stime of the server process and all its descendants (master + worker), read from
   `/proc/PID/stat` (fields 14 and 15) before and after the wrk run, divided by the requests wrk counted.
 - "Foreign load" is the CPU that other programs on the machine used during a measurement
-  (total busy time from `/proc/stat` minus the server's and wrk's own CPU), in % of one core.
+  (user+nice+system+steal time from `/proc/stat` minus the server's and wrk's own CPU; irq and
+  softirq, where the loopback TCP work of the measured pair lands, are left out), in % of one core.
   Above ~10 % the numbers of that round are disturbed. Before each measurement the script waits
-  (up to `--quiet-wait` 60 s) until other programs use less than `--quiet` 15 % of a core, and a
+  (up to `--quiet-wait` 30 s) until other programs use less than `--quiet` 15 % of a core, and a
   measurement during which they used more than `--retry-above` 25 % is repeated once (the quieter
   attempt is kept). The per-round tables show the foreign load of every measurement.
 - "Server core busy" is the server's CPU time over the wall time of the run. Near 100 % the server
@@ -452,9 +494,12 @@ def common_arguments(parser, rounds: int, duration: float) -> None:
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds of wrk before each measured run")
     parser.add_argument("--quick", action="store_true", help="1 round x 3 s, 1 s warm-up: to try the script")
     parser.add_argument("--no-doc", action="store_true", help="do not update docs/benchmarks.md")
+    parser.add_argument("--nice", type=int, default=-10,
+                        help="niceness of the server and wrk, so unpinned programs of others disturb less "
+                             "(default -10; 0 runs them at normal priority)")
     parser.add_argument("--quiet", type=float, default=15.0,
                         help="before each measurement wait until other programs use less than this %% of a core")
-    parser.add_argument("--quiet-wait", type=float, default=60.0,
+    parser.add_argument("--quiet-wait", type=float, default=30.0,
                         help="seconds to wait for that at most (0: do not wait)")
     parser.add_argument("--retry-above", type=float, default=25.0,
                         help="repeat a measurement once if other programs used more than this %% of a core")
@@ -466,7 +511,8 @@ def apply_quick(args) -> None:
 
 
 def rounds_options(args) -> dict:
-    """The keyword arguments of run_rounds that come from the command line."""
+    """The keyword arguments of run_rounds that come from the command line (and --nice)."""
+    PRIORITY["nice"] = args.nice
     return {"quiet": args.quiet / 100, "quiet_wait": args.quiet_wait, "retry_above": args.retry_above / 100}
 
 

@@ -162,6 +162,7 @@ def report(results: dict, not_measured: dict, versions: dict, info: dict, args, 
         + ", ".join(f"{name} {version}" for name, version in versions.items() if name != "matplotlib"),
         f"- {args.rounds} interleaved rounds x {args.duration:g} s, `wrk -t1 -c64 -d{args.duration:g}s --latency "
         f"http://127.0.0.1:PORT{PATH}` on core 1, one server worker on core 0; medians over rounds",
+        f"- server and wrk at niceness {harness.PRIORITY['nice']} (`--nice`)",
         "- the app: bench/apps/hello.py, `Hello, World!` as text/plain with Content-Length",
         "",
     ]
@@ -205,7 +206,8 @@ def report(results: dict, not_measured: dict, versions: dict, info: dict, args, 
                 cells.append(f"{run_result['rps']:,.0f}/s, {run_result['p99_ms']:.2f} ms, "
                              f"{run_result['cpu_us_per_request']:.1f} us, {100 * run_result['foreign_cpu']:.0f}%")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    lines += ["", "Servers, as started (PORT is a free port; `taskset -c 0` in front of each):", ""]
+    prefix = f"nice -n {harness.PRIORITY['nice']} taskset -c 0" if harness.PRIORITY["nice"] else "taskset -c 0"
+    lines += ["", f"Servers, as started (PORT is a free port; `{prefix}` in front of each):", ""]
     for spec in specs({})[0]:
         if spec.setup:
             lines.append(f"- {spec.name}: {spec.note}")
