@@ -260,37 +260,44 @@ def _path_info(path: bytes) -> str:
 
 
 class EnvironBuilder:
-    """Builds the PEP 3333 environ of a request, on the Reactor thread."""
+    """Builds the PEP 3333 environ of a request, on the Reactor thread.
+
+    A copy of a per-worker template holding the constant keys, then the request's own: copying
+    measured faster than a dict literal of all the keys.
+    """
 
     def __init__(self, config, multithread: bool):
-        self.multithread = multithread
-        self.multiprocess = config.worker_count > 1
-        self.errors = ErrorStream()
-
-    def build(self, conn, request, body) -> dict:
-        target = request.target
-        path, _, query = target.partition(b"?")
-        method = request.method
-        peer = conn.peer
-        environ = {
-            "REQUEST_METHOD": _METHODS.get(method) or method.decode("latin-1"),
-            "SCRIPT_NAME": "",
-            "PATH_INFO": path.decode("latin-1") if path[:1] == b"/" and b"%" not in path else _path_info(path),
-            "QUERY_STRING": query.decode("latin-1"),
-            "RAW_URI": target.decode("latin-1"),
-            "SERVER_PROTOCOL": _PROTOCOLS[request.version],
-            "REMOTE_ADDR": peer[0] if type(peer) is tuple else "",
-            "REMOTE_PORT": str(peer[1]) if type(peer) is tuple else "",
+        self.template = {
+            # Every key a request sets is here too, so the copy never has to grow.
+            "REQUEST_METHOD": "", "SCRIPT_NAME": "", "PATH_INFO": "", "QUERY_STRING": "", "RAW_URI": "",
+            "SERVER_PROTOCOL": "", "SERVER_NAME": "", "SERVER_PORT": "", "REMOTE_ADDR": "", "REMOTE_PORT": "",
             "wsgi.version": (1, 0),
             "wsgi.url_scheme": "http",
-            "wsgi.input": body,
-            "wsgi.errors": self.errors,
-            "wsgi.multithread": self.multithread,
-            "wsgi.multiprocess": self.multiprocess,
+            "wsgi.input": None,
+            "wsgi.errors": ErrorStream(),
+            "wsgi.multithread": multithread,
+            "wsgi.multiprocess": config.worker_count > 1,
             "wsgi.run_once": False,
             "wsgi.input_terminated": True,
             "wsgi.file_wrapper": FileWrapper,
         }
+
+    def build(self, conn, request, body) -> dict:
+        environ = self.template.copy()
+        target = request.target
+        path, _, query = target.partition(b"?")
+        method = request.method
+        environ["REQUEST_METHOD"] = _METHODS.get(method) or method.decode("latin-1")
+        # `37 not in path` (b"%"): an int test is a memchr; a bytes test costs ten times more.
+        environ["PATH_INFO"] = path.decode("latin-1") if path and path[0] == 47 and 37 not in path else _path_info(path)
+        environ["QUERY_STRING"] = query.decode("latin-1")
+        environ["RAW_URI"] = target.decode("latin-1")
+        environ["SERVER_PROTOCOL"] = _PROTOCOLS[request.version]
+        peer = conn.peer
+        if type(peer) is tuple:
+            environ["REMOTE_ADDR"] = peer[0]
+            environ["REMOTE_PORT"] = str(peer[1])
+        environ["wsgi.input"] = body
         keys = _KEYS
         for name, value in request.headers:
             key = keys.get(name)
@@ -304,7 +311,7 @@ class EnvironBuilder:
                 environ[key] = value.decode("latin-1")
         host = environ.get("HTTP_HOST")
         if host:
-            environ["SERVER_NAME"], environ["SERVER_PORT"] = _split_host(host)
+            environ["SERVER_NAME"], environ["SERVER_PORT"] = _HOSTS.get(host) or _split_host(host)
         else:
             local = conn.sock.getsockname()
             environ["SERVER_NAME"], environ["SERVER_PORT"] = (
@@ -380,10 +387,11 @@ class InlineResponse(_Response):
     __slots__ = ("conn", "iterator", "cancelled")
 
     def __init__(self, conn, environ):
-        super().__init__(environ)
+        # _Response's fields set here, not by super().__init__(): one call less per request.
+        self.environ = environ
+        self.status = self.headers = self.remaining = self.whole = self.result = self.iterator = None
+        self.head_sent = self.cancelled = False
         self.conn = conn
-        self.iterator = None
-        self.cancelled = False
 
     def serve(self, result) -> None:
         """The app returned `result` (not a list answered whole): stream it."""

@@ -79,16 +79,19 @@ class WorkerQueues:
 
     def _job_done(self, conn, final) -> None:
         self.in_flight -= 1
-        if final is not None:
-            fn, args = final
-            fn(*args)
-        elif not conn.closed and conn.busy:
-            internal_error(conn)
-        waiting = self.waiting
-        while waiting and self.in_flight < self.limit:
-            conn, job, args = waiting.popleft()
-            if not conn.closed:
-                self.submit(conn, job, *args)
+        try:
+            if final is not None:
+                fn, args = final
+                fn(*args)
+            elif not conn.closed and conn.busy:
+                internal_error(conn)
+        finally:
+            # A slot is free: the oldest request held back in its connection goes to the queue.
+            waiting = self.waiting
+            while waiting and self.in_flight < self.limit:
+                conn, job, args = waiting.popleft()
+                if not conn.closed:
+                    self.submit(conn, job, *args)
 
     # -- on handler threads ---------------------------------------------------------------------
 
