@@ -7,7 +7,6 @@ the log, which every test checks for.
 
 import json
 import os
-import socket
 
 import pytest
 

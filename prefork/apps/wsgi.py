@@ -15,7 +15,8 @@ Both paths share the rules: the app's status and headers are checked (no CR, LF 
 hop-by-hop header) and any breach is a 500 with one log line; an exception is a 500 with the
 traceback in the error log only; the iterable's close() is always called; a body without
 Content-Length goes out chunked on HTTP/1.1 and ends with the connection on HTTP/1.0; a
-`wsgi.file_wrapper` over a regular file is sent with os.sendfile.
+`wsgi.file_wrapper` over a regular file is sent with os.sendfile. The environ is built in
+environ.py.
 """
 
 from __future__ import annotations
@@ -23,10 +24,10 @@ from __future__ import annotations
 import logging
 import os
 import stat
-import threading
-from urllib.parse import unquote_to_bytes
 
 from prefork.workers.proactor import StreamCredit, WorkerQueues
+
+from .environ import EnvironBuilder, FileWrapper
 
 log = logging.getLogger("prefork")
 
@@ -149,26 +150,7 @@ def _log_failure(environ, exc: BaseException) -> None:
         log.error("%s: error in the app", where, exc_info=exc)
 
 
-# -- wsgi.file_wrapper and wsgi.errors -----------------------------------------------------------
-
-class FileWrapper:
-    """`wsgi.file_wrapper`: returned as is, a regular file is sent with os.sendfile; else iterated."""
-
-    def __init__(self, filelike, blksize: int = 65536):
-        self.filelike = filelike
-        self.blksize = blksize
-        if hasattr(filelike, "close"):
-            self.close = filelike.close
-
-    def __iter__(self):
-        return self
-
-    def __next__(self) -> bytes:
-        data = self.filelike.read(self.blksize)
-        if data:
-            return data
-        raise StopIteration
-
+# -- wsgi.file_wrapper, sent with os.sendfile --------------------------------------------------
 
 def file_plan(wrapper: FileWrapper, length):
     """(fd, offset, count, complete) to send the wrapped file with os.sendfile, or None if it cannot."""
@@ -187,140 +169,6 @@ def file_plan(wrapper: FileWrapper, length):
     if length < available:
         return fd, offset, length, True
     return fd, offset, available, False  # the file is shorter than the app's Content-Length
-
-
-class ErrorStream:
-    """`wsgi.errors`: what the app writes goes to the error log, one record per line."""
-
-    def __init__(self):
-        self.lock = threading.Lock()
-        self.partial = ""
-
-    def write(self, text: str) -> None:
-        with self.lock:
-            text = self.partial + text
-            *lines, self.partial = text.split("\n")
-        for line in lines:
-            log.error("%s", line)
-
-    def writelines(self, lines) -> None:
-        for line in lines:
-            self.write(line)
-
-    def flush(self) -> None:
-        with self.lock:
-            partial, self.partial = self.partial, ""
-        if partial:
-            log.error("%s", partial)
-
-
-# -- the environ ---------------------------------------------------------------------------------
-
-_METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE")}
-_PROTOCOLS = {b"1.1": "HTTP/1.1", b"1.0": "HTTP/1.0"}
-_KEYS = {b"content-type": "CONTENT_TYPE", b"content-length": "CONTENT_LENGTH"}  # header -> environ key
-_HOSTS: dict = {}  # Host value -> (SERVER_NAME, SERVER_PORT)
-
-
-def _environ_key(name: bytes) -> str:
-    """HTTP_* key for a header name; "" for a name with "_", dropped so it cannot shadow a "-" one."""
-    key = "" if b"_" in name else "HTTP_" + name.decode("latin-1").upper().replace("-", "_")
-    if len(_KEYS) < _CACHE_LIMIT:
-        _KEYS[name] = key
-    return key
-
-
-def _split_host(host: str) -> tuple[str, str]:
-    server = _HOSTS.get(host)
-    if server is None:
-        if host.startswith("["):
-            name, _, rest = host.partition("]")
-            name += "]"
-            port = rest[1:] if rest.startswith(":") else ""
-        else:
-            name, _, port = host.rpartition(":")
-            if not name:
-                name, port = host, ""
-        server = (name, port if port.isdigit() else "80")
-        if len(_HOSTS) < _CACHE_LIMIT:
-            _HOSTS[host] = server
-    return server
-
-
-def _path_info(path: bytes) -> str:
-    if not path.startswith(b"/"):
-        if path == b"*":
-            return ""
-        # absolute-form (a proxy request): drop scheme and authority
-        slash = path.find(b"/", path.find(b"://") + 3) if b"://" in path else -1
-        path = path[slash:] if slash >= 0 else b"/"
-    if b"%" in path:
-        path = unquote_to_bytes(path)
-    return path.decode("latin-1")
-
-
-class EnvironBuilder:
-    """Builds the PEP 3333 environ of a request, on the Reactor thread.
-
-    A copy of a per-worker template holding the constant keys, then the request's own: copying
-    measured faster than a dict literal of all the keys.
-    """
-
-    def __init__(self, config, multithread: bool):
-        self.template = {
-            # Every key a request sets is here too, so the copy never has to grow.
-            "REQUEST_METHOD": "", "SCRIPT_NAME": "", "PATH_INFO": "", "QUERY_STRING": "", "RAW_URI": "",
-            "SERVER_PROTOCOL": "", "SERVER_NAME": "", "SERVER_PORT": "", "REMOTE_ADDR": "", "REMOTE_PORT": "",
-            "wsgi.version": (1, 0),
-            "wsgi.url_scheme": "http",
-            "wsgi.input": None,
-            "wsgi.errors": ErrorStream(),
-            "wsgi.multithread": multithread,
-            "wsgi.multiprocess": config.worker_count > 1,
-            "wsgi.run_once": False,
-            "wsgi.input_terminated": True,
-            "wsgi.file_wrapper": FileWrapper,
-        }
-
-    def build(self, conn, request, body) -> dict:
-        environ = self.template.copy()
-        target = request.target
-        path, _, query = target.partition(b"?")
-        method = request.method
-        environ["REQUEST_METHOD"] = _METHODS.get(method) or method.decode("latin-1")
-        # `37 not in path` (b"%"): an int test is a memchr; a bytes test costs ten times more.
-        environ["PATH_INFO"] = path.decode("latin-1") if path and path[0] == 47 and 37 not in path else _path_info(path)
-        environ["QUERY_STRING"] = query.decode("latin-1")
-        environ["RAW_URI"] = target.decode("latin-1")
-        environ["SERVER_PROTOCOL"] = _PROTOCOLS[request.version]
-        peer = conn.peer
-        if type(peer) is tuple:
-            environ["REMOTE_ADDR"] = peer[0]
-            environ["REMOTE_PORT"] = str(peer[1])
-        environ["wsgi.input"] = body
-        keys = _KEYS
-        for name, value in request.headers:
-            key = keys.get(name)
-            if key is None:
-                key = _environ_key(name)
-            if not key:
-                continue
-            if key in environ:
-                environ[key] += ("; " if key == "HTTP_COOKIE" else ", ") + value.decode("latin-1")
-            else:
-                environ[key] = value.decode("latin-1")
-        host = environ.get("HTTP_HOST")
-        if host:
-            environ["SERVER_NAME"], environ["SERVER_PORT"] = _HOSTS.get(host) or _split_host(host)
-        else:
-            local = conn.sock.getsockname()
-            environ["SERVER_NAME"], environ["SERVER_PORT"] = (
-                (str(local[0]), str(local[1])) if isinstance(local, tuple) else ("localhost", "80"))
-        if request.chunked:
-            body.seek(0, os.SEEK_END)
-            environ["CONTENT_LENGTH"] = str(body.tell())  # the whole body is read: its length is known
-            body.seek(0)
-        return environ
 
 
 # -- start_response and write() ------------------------------------------------------------------
@@ -358,6 +206,12 @@ class _Response:
             raise AssertionError("write() called before start_response()")
         if data:
             self.send(_check_chunk(data))
+
+    def close_result(self) -> None:
+        """Call the iterable's close() -- once, whichever way the response ended."""
+        result, self.result = self.result, None
+        if result is not None:
+            _close(result)
 
     def head(self):
         if self.status is None:
@@ -457,12 +311,16 @@ class InlineResponse(_Response):
     def finish(self) -> None:
         conn = self.conn
         conn.on_abort = None
-        _close(self.result)
+        self.close_result()
         if conn.closed:
             return
         whole = self.whole
         if whole is not None or not self.head_sent:
-            code, lines, length = self.head() if whole is None else whole[:3]
+            try:
+                code, lines, length = self.head() if whole is None else whole[:3]
+            except ResponseError as exc:
+                self.fail(exc)
+                return
             lines, body, close = whole_response(code, lines, length, whole[3] if whole else b"",
                                                 conn.head_only, self.environ)
             if close:
@@ -480,7 +338,7 @@ class InlineResponse(_Response):
         _log_failure(self.environ, exc)
         conn = self.conn
         conn.on_abort = None
-        _close(self.result)
+        self.close_result()
         if conn.closed:
             return
         if self.head_sent and self.whole is None:
@@ -491,7 +349,7 @@ class InlineResponse(_Response):
     def cancel(self) -> None:
         """The connection closed under the response: stop and release the body."""
         self.cancelled = True
-        _close(self.result)
+        self.close_result()
 
     def _send_file(self, wrapper: FileWrapper) -> bool:
         code, lines, length = self.head()
@@ -506,7 +364,7 @@ class InlineResponse(_Response):
 
     def _file_sent(self, complete: bool) -> None:
         self.conn.on_abort = None
-        _close(self.result)
+        self.close_result()
         if complete:
             self.conn.end()
         else:
@@ -573,7 +431,7 @@ class ThreadResponse(_Response):
                         break
         except Exception as exc:
             return self.fail(exc)
-        _close(result)
+        self.close_result()
         credit = self.credit
         if credit is not None and credit.cancelled:
             return None
@@ -622,7 +480,7 @@ class ThreadResponse(_Response):
 
     def fail(self, exc: BaseException):
         _log_failure(self.environ, exc)
-        _close(self.result)
+        self.close_result()
         if self.head_sent and self.whole is None:
             return _end_stream, (self, False)
         return self.conn.respond_later, (500, _ERROR_HEADERS, _ERROR_BODY)
@@ -646,14 +504,14 @@ class ThreadResponse(_Response):
     def file_done(self, complete: bool) -> None:
         conn = self.conn
         conn.on_abort = None
-        _close(self.result)
+        self.close_result()
         if complete:
             conn.end()
         else:
             conn.end_incomplete()
 
     def file_cancelled(self) -> None:
-        _close(self.result)
+        self.close_result()
 
 
 # Completions: run on the Reactor thread, in the order the handler thread posted them.
@@ -685,6 +543,7 @@ def _end_stream(response: ThreadResponse, complete: bool) -> None:
     if conn.closed:
         return
     conn.on_abort = None
+    conn.on_drain = None  # a last acknowledgement nobody waits for any more
     if complete:
         conn.end()
     else:
@@ -700,7 +559,7 @@ def _respond_and_close(conn, code, lines, body) -> None:
 def _start_file(response: ThreadResponse, code, lines, length, plan) -> None:
     conn = response.conn
     if conn.closed:
-        _close(response.result)
+        response.close_result()
         return
     start_file(conn, code, lines, length, plan, response.file_cancelled, response.file_done)
 
