@@ -99,3 +99,14 @@ def test_a_client_that_stops_reading_does_not_grow_the_worker(start_server, disp
                message="close() of the abandoned body")
     assert fetch(server.port, "/sleep?ms=1") == (200, b"slept")
     assert "Traceback" not in server.log()
+
+
+@pytest.mark.parametrize("dispatch", ["inline", "threads"])
+def test_builtin_demo_routes(start_server, dispatch):
+    server = start_server("-w", "1", "-b", "127.0.0.1:0", "--dispatch", dispatch)
+    assert fetch(server.port, "/cpu?ms=20") == (200, b"burned 20 ms of CPU\n")
+    assert fetch(server.port, "/sleep?ms=20") == (200, b"slept 20 ms\n")
+    for bad in ("/sleep?ms=abc", "/sleep?ms=-1", "/cpu?ms=10001"):
+        assert fetch(server.port, bad) == (400, b"ms must be an integer from 0 to 10000\n"), bad
+    status, home = fetch(server.port, "/")
+    assert status == 200 and b"/sleep?ms=" in home and b"/cpu?ms=" in home
