@@ -8,6 +8,7 @@ import re
 
 # RFC 9110 5.6.2: token = 1*tchar
 TOKEN = rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+"
+TOKEN_RE = re.compile(TOKEN)
 
 # RFC 9112 3.2: origin-form, absolute-form, authority-form, asterisk-form. We accept any run of
 # visible ASCII (a stricter check of each form is the application's business); no spaces, no
@@ -29,6 +30,10 @@ FIELD_VALUE = rb"(?:" + FIELD_VCHARS + rb"(?:[ \t]+" + FIELD_VCHARS + rb")*)?"
 # no obs-fold (a line that starts with whitespace fails the field-name).
 # FIELD_LINES checks a whole block of field lines; FIELD_LINE then extracts (name, value) pairs.
 FIELD_LINE = re.compile(rb"(" + TOKEN + rb"):[ \t]*(" + FIELD_VALUE + rb")[ \t]*\r\n")
+# The same, anchored at a line start: with the head's bytes already checked (no controls but
+# HTAB, CR and LF only as CRLF), a match is exactly one whole valid field line.
+FIELD_LINE_AT_LINE_START = re.compile(
+    rb"^(" + TOKEN + rb"):[ \t]*(" + FIELD_VALUE + rb")[ \t]*\r\n", re.MULTILINE)
 FIELD_LINES = re.compile(rb"(?:" + TOKEN + rb":[ \t]*" + FIELD_VALUE + rb"[ \t]*\r\n)*")
 
 # RFC 9112 7.1: chunk = chunk-size [ chunk-ext ] CRLF chunk-data CRLF

@@ -97,15 +97,22 @@ _CONTENT_LENGTH, _TRANSFER_ENCODING, _CONNECTION, _HOST, _EXPECT = (
     b"content-length", b"transfer-encoding", b"connection", b"host", b"expect")
 _FRAMING = frozenset((_CONTENT_LENGTH, _TRANSFER_ENCODING, _CONNECTION, _HOST, _EXPECT))
 _VERSIONS = {b"1.1": True, b"1.0": False}  # version -> keep-alive by default
+_FULL_VERSIONS = {b"HTTP/1.1": True, b"HTTP/1.0": False}
+# Methods seen every day skip the token pattern; any other token is still accepted.
+_METHODS = frozenset((b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"OPTIONS", b"PATCH", b"CONNECT", b"TRACE"))
+# A translate() table that keeps HTAB, SP, VCHAR and obs-text and changes every other byte.
+_MOVE_CONTROLS = bytes(b if b == 0x09 or 0x20 <= b != 0x7f else b ^ 0x80 for b in range(256))
 _field_lines_ok = abnf.FIELD_LINES.fullmatch
-_field_lines = abnf.FIELD_LINE.findall
+_field_lines = abnf.FIELD_LINE_AT_LINE_START.findall
 _request_line = abnf.REQUEST_LINE.fullmatch
+_token = abnf.TOKEN_RE.fullmatch
 
 
 class RequestParser:
     """Turns the bytes of one connection into request events."""
 
-    __slots__ = ("limits", "buf", "pos", "state", "remaining", "body_seen", "closing")
+    __slots__ = ("limits", "buf", "pos", "state", "remaining", "body_seen", "closing", "next_event",
+                 "last_head", "last_request")
 
     def __init__(self, limits: Limits = Limits()):
         self.limits = limits
@@ -115,6 +122,13 @@ class RequestParser:
         self.remaining = 0  # body bytes left in the current Content-Length body or chunk
         self.body_seen = 0  # body bytes of the current message, for the size limit
         self.closing = False  # the current request asked to close the connection
+        # next_event() is the current state's method itself, so a call costs one Python call.
+        self.next_event = self._head
+        # The last bodiless keep-alive head and its Request: a client on a persistent connection
+        # very often sends the same head again (polling, health checks, API calls, load tests),
+        # and parsing is a pure function of the bytes, so the same bytes give the same Request.
+        self.last_head = None
+        self.last_request = None
 
     def feed(self, data: bytes) -> None:
         """Append bytes received from the peer."""
@@ -131,27 +145,38 @@ class RequestParser:
         """Bytes received but not yet turned into events."""
         return len(self.buf) - self.pos
 
-    def next_event(self):
-        """Return the next event, NEED_DATA or CLOSED; raise ProtocolError on bad input."""
-        state = self.state
+    def _enter(self, state: int) -> None:
+        self.state = state
         if state == _HEAD:
-            return self._head()
-        if state == _LENGTH:
-            return self._length_body()
-        if state == _CLOSED:
-            return CLOSED
-        return self._chunked_body()
+            self.next_event = self._head
+        elif state == _LENGTH:
+            self.next_event = self._length_body
+        elif state == _CLOSED:
+            self.next_event = self._closed
+        else:
+            self.next_event = self._chunked_body
+
+    @staticmethod
+    def _closed():
+        return CLOSED
 
     # -- the head -----------------------------------------------------------------------------
 
     def _head(self):
         buf = self.buf
         pos = self.pos
+        if pos == len(buf):
+            return NEED_DATA
+        last_head = self.last_head
+        if last_head is not None and buf.startswith(last_head, pos):
+            # The very head parsed last time (it ends at its only CRLFCRLF): the same Request.
+            self.pos = pos + len(last_head)
+            return self.last_request
         end = buf.find(b"\r\n\r\n", pos)
         if end < 0:
             return self._incomplete_head(buf, pos)
         # RFC 9112 2.2: ignore empty lines received before the request-line.
-        while buf.startswith(b"\r\n", pos):
+        while buf[pos:pos + 2] == b"\r\n":
             pos += 2
             if pos > end:
                 end = buf.find(b"\r\n\r\n", pos)
@@ -159,32 +184,57 @@ class RequestParser:
                     self.pos = pos
                     return self._incomplete_head(buf, pos)
         limits = self.limits
-        line_end = buf.find(b"\r\n", pos)
-        if line_end - pos > limits.request_line:
+        head = buf[pos:end + 2]  # the request-line and field lines, each ending in CRLF
+        line_end = head.find(b"\r\n")
+        if line_end > limits.request_line:
             raise ProtocolError(414, "request line too long")
         if end + 4 - pos > limits.head:
             raise ProtocolError(431, "request head too large")
-        match = _request_line(buf, pos, line_end)
-        if match is None:
-            self._bad_request_line(buf[pos:line_end])
-        method, target, major, minor = match.groups()
-        version = major + b"." + minor
-        keep_alive = _VERSIONS.get(version)
-        if keep_alive is None:
-            raise ProtocolError(505, "HTTP version not supported")
+        # The whole head at once, in C (RFC 9112 2.2: CR and LF only as CRLF; RFC 9110 5.5: no
+        # control but HTAB). Without its CRLFs, the head must be left unchanged by a table that
+        # moves every other control byte: translate() then returns the very same object.
+        flat = head.replace(b"\r\n", b"")
+        if flat.translate(_MOVE_CONTROLS) is not flat:
+            return self._bad_head(head, line_end)
+        lines = (len(head) - len(flat)) >> 1
+        # request-line = method SP request-target SP HTTP-version (RFC 9112 3)
+        try:
+            method, target, version = head[:line_end].split(b" ")
+            keep_alive = _FULL_VERSIONS[version]
+        except (ValueError, KeyError):
+            return self._bad_head(head, line_end)
+        if (method not in _METHODS and _token(method) is None) or not target or b"\t" in target \
+                or not target.isascii():
+            return self._bad_head(head, line_end)
         self.pos = end + 4
-        if line_end == end:
+        if lines == 1:
             headers = []
         else:
-            fields = buf[line_end + 2:end + 2]
-            if _field_lines_ok(fields) is None:
+            # Each match is one whole field line (anchored at a line start, ending at CRLF), so
+            # every line is valid exactly when there is one match per line.
+            headers = _field_lines(head, line_end + 2)
+            if len(headers) != lines - 1:
                 raise ProtocolError(400, "malformed header field")
-            headers = _field_lines(fields)
             if len(headers) > limits.fields:
                 raise ProtocolError(431, "too many header fields")
-            if len(fields) > limits.field_size and max(map(len, fields.split(b"\r\n"))) > limits.field_size:
+            if len(head) > limits.field_size and max(map(len, head.split(b"\r\n"))) > limits.field_size:
                 raise ProtocolError(431, "header field too large")
-        return self._request(method, target, version, headers, keep_alive)
+        request = self._request(method, target, version[5:], headers, keep_alive)
+        if self.state == _HEAD and not request.has_body:
+            # Remember it only when nothing follows the head: no body, and the connection stays.
+            self.last_head = buf[pos:end + 4]
+            self.last_request = request
+        return request
+
+    def _bad_head(self, head: bytes, line_end: int):
+        """The fast checks failed: find which rule the head breaks, with the old precise patterns."""
+        line = head[:line_end]
+        match = _request_line(line)
+        if match is None:
+            self._bad_request_line(line)
+        if match.group(3) + b"." + match.group(4) not in _VERSIONS:
+            raise ProtocolError(505, "HTTP version not supported")
+        raise ProtocolError(400, "malformed header field")
 
     def _incomplete_head(self, buf, pos):
         """The head has not ended yet. Wait for more bytes, unless those already here can never
@@ -289,12 +339,12 @@ class RequestParser:
         request = Request(method, target, version, headers, keep_alive, expect_continue, content_length, chunked)
         self.body_seen = 0
         if chunked:
-            self.state = _CHUNK_SIZE
+            self._enter(_CHUNK_SIZE)
         elif content_length:
-            self.state = _LENGTH
+            self._enter(_LENGTH)
             self.remaining = content_length
         elif not keep_alive:
-            self.state = _CLOSED
+            self._enter(_CLOSED)
         self.closing = not keep_alive
         return request
 
@@ -307,7 +357,7 @@ class RequestParser:
         return data
 
     def _end_of_message(self, trailers=()):
-        self.state = _CLOSED if self.closing else _HEAD
+        self._enter(_CLOSED if self.closing else _HEAD)
         return EndOfMessage(trailers)
 
     def _length_body(self):
@@ -324,7 +374,7 @@ class RequestParser:
         buf = self.buf
         if state == _CHUNK_DATA:
             if self.remaining == 0:
-                self.state = _CHUNK_CRLF
+                self._enter(_CHUNK_CRLF)
                 return self._chunked_body()
             if self.pos == len(buf):
                 return NEED_DATA
@@ -337,7 +387,7 @@ class RequestParser:
             if not buf.startswith(b"\r\n", self.pos):
                 raise ProtocolError(400, "chunk data not followed by CRLF")
             self.pos += 2
-            self.state = _CHUNK_SIZE
+            self._enter(_CHUNK_SIZE)
             state = _CHUNK_SIZE
         if state == _CHUNK_SIZE:
             end = buf.find(b"\r\n", self.pos)
@@ -360,10 +410,10 @@ class RequestParser:
             if self.body_seen > self.limits.body:
                 raise ProtocolError(413, "request body too large")
             if size == 0:
-                self.state = _TRAILERS
+                self._enter(_TRAILERS)
                 return self._trailers()
             self.remaining = size
-            self.state = _CHUNK_DATA
+            self._enter(_CHUNK_DATA)
             return self._chunked_body()
         return self._trailers()
 

@@ -131,6 +131,8 @@ class HttpConnection(Stream):
                 self.request = event
                 if not event.has_body:
                     self.dispatch(event, _EMPTY)
+                    if parser.pos == len(parser.buf):
+                        return  # nothing more buffered: skip asking the parser for NEED_DATA
                     continue
                 self.body = BytesIO()
                 self.body_size = 0
@@ -167,7 +169,8 @@ class HttpConnection(Stream):
     def drained(self) -> None:
         """All output is sent: set the deadline that fits what the connection waits for now."""
         if self.busy or self.body is not None:
-            return  # the app's turn, or body_timeout already set on progress
+            self.update_interest()  # the app's turn, or body_timeout already set on progress
+            return
         parser = self.parser
         if parser.pos != len(parser.buf):
             self.deadline.set(self.head_started + self.worker.config.header_timeout)
@@ -176,6 +179,7 @@ class HttpConnection(Stream):
         elif self.worker.stopping:
             self.closing = True
             self.flush()
+            return
         else:
             keepalive = self.worker.config.keepalive
             if keepalive:
@@ -184,9 +188,13 @@ class HttpConnection(Stream):
                 when = deadline.when = self.reactor.now + keepalive
                 if not deadline.armed_at or when < deadline.armed_at:
                     deadline.set(when)
+                if self.interest == EPOLLIN and not self.read_closed:
+                    return  # waiting for the next request, as before: nothing to change
             else:
                 self.closing = True
                 self.flush()
+                return
+        self.update_interest()
 
     def idle(self) -> bool:
         return not self.busy and self.body is None and not self.parser.buffered and not self.out_len

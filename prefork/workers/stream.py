@@ -88,6 +88,7 @@ class Stream:
     def drained(self) -> None:
         """All output is sent: by default no deadline applies any more."""
         self.deadline.clear()
+        self.update_interest()
 
     # -- output ---------------------------------------------------------------------------------
 
@@ -129,11 +130,8 @@ class Stream:
             if self.closing:
                 self.finish_close()
                 return
-            self.drained()
-            if self.closed:
-                return
-            if self.interest == EPOLLIN and self.wants_input():
-                return  # the common case after a response: nothing to change
+            self.drained()  # it updates the epoll interest itself, if it must change
+            return
         self.update_interest()
 
     def wants_input(self) -> bool:
@@ -141,6 +139,8 @@ class Stream:
         return not self.read_closed and not self.closing and self.out_len <= self.worker.high_water
 
     def update_interest(self) -> None:
+        if self.closed:
+            return
         interest = (EPOLLIN if self.wants_input() else 0) | (EPOLLOUT if self.out_len else 0)
         if interest != self.interest:
             self.interest = interest
