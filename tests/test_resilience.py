@@ -1,0 +1,346 @@
+"""Hostile and careless clients against the real `prefork` command (one worker).
+
+Slowloris (heads trickled byte by byte are cut at header_timeout while others are served), slow
+readers (a client that sends without reading cannot grow the worker's memory: backpressure and
+TCP flow control), running out of file descriptors (no busy loop, one log line, service comes
+back) and the per-worker connection cap.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import selectors
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import connect, read_response, wait_until
+
+PLAINTEXT = b"GET /plaintext HTTP/1.1\r\nHost: t\r\n\r\n"
+JSON = b"GET /json HTTP/1.1\r\nHost: t\r\n\r\n"
+RSS_BOUND = 10 * 1024 * 1024
+
+
+def worker_pid(server) -> int:
+    """The only worker of a `-w 1` server, once it serves (a request answered on a new socket)."""
+    master = server.proc.pid
+
+    def only_child():
+        children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+        return int(children[0]) if len(children) == 1 else None
+
+    pid = wait_until(only_child, 10, message="the worker process")
+    with connect(server.port) as sock:
+        sock.sendall(PLAINTEXT)
+        assert read_response(sock)[0] == 200
+    return pid
+
+
+def rss(pid: int) -> int:
+    """Resident set size of pid in bytes."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of pid so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def timed_request(port: int) -> float:
+    start = time.monotonic()
+    with connect(port, timeout=5) as sock:
+        sock.sendall(PLAINTEXT)
+        status, _, body = read_response(sock)
+    assert (status, body) == (200, b"Hello, World!")
+    return time.monotonic() - start
+
+
+# -- slowloris ------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(60)
+def test_slowloris_is_cut_at_header_timeout(start_server):
+    header_timeout = 2.0
+    server = start_server("-w", "1", "-b", "127.0.0.1:0", "--header-timeout", str(header_timeout))
+    worker_pid(server)
+    head = b"GET /plaintext HTTP/1.1\r\nHost: t\r\nX-Slow: " + b"a" * 10_000  # never ends in time
+    selector = selectors.DefaultSelector()
+    opened, closed, answers, sent = {}, {}, {}, {}
+    socks = []
+    for _ in range(200):
+        sock = connect(server.port)
+        sock.setblocking(False)
+        socks.append(sock)
+        opened[sock] = time.monotonic()
+        sent[sock] = 0
+        answers[sock] = b""
+        selector.register(sock, selectors.EVENT_READ)
+    latencies = []
+    try:
+        deadline = time.monotonic() + 3 * header_timeout + 4
+        next_trickle = next_client = time.monotonic()
+        while len(closed) < len(socks) and time.monotonic() < deadline:
+            now = time.monotonic()
+            if now >= next_trickle:  # one more byte on every open connection, every 0.2 s
+                next_trickle = now + 0.2
+                for sock in socks:
+                    if sock in closed:
+                        continue
+                    try:
+                        sent[sock] += sock.send(head[sent[sock]:sent[sock] + 1])
+                    except (BlockingIOError, InterruptedError):
+                        pass
+                    except OSError:
+                        closed[sock] = time.monotonic()
+                        selector.unregister(sock)
+            if now >= next_client:  # a normal client, meanwhile
+                next_client = now + 0.25
+                latencies.append(timed_request(server.port))
+            for key, _ in selector.select(timeout=0.05):
+                sock = key.fileobj
+                try:
+                    data = sock.recv(65536)
+                except (BlockingIOError, InterruptedError):
+                    continue
+                except OSError:
+                    data = b""
+                if data:
+                    answers[sock] += data
+                else:
+                    closed[sock] = time.monotonic()
+                    selector.unregister(sock)
+    finally:
+        selector.close()
+        for sock in socks:
+            sock.close()
+    assert len(closed) == len(socks), f"{len(socks) - len(closed)} slow connections still open"
+    lifetimes = sorted(closed[s] - opened[s] for s in socks)
+    print(f"slowloris: closed after {lifetimes[0]:.2f}..{lifetimes[-1]:.2f} s, client latency max {max(latencies):.3f} s, {sum(1 for d in answers.values() if d)} got 408")
+    assert 1.5 <= lifetimes[0] and lifetimes[-1] <= 4.0, (lifetimes[0], lifetimes[-1])
+    assert min(sent.values()) >= 5, "the trickle must have gone on for a while"
+    for data in answers.values():  # a 408 may come first, nothing else
+        assert data == b"" or data.startswith(b"HTTP/1.1 408 "), data[:100]
+    assert len(latencies) >= 5 and max(latencies) < 0.5, latencies
+    timed_request(server.port)
+
+
+# -- slow readers ---------------------------------------------------------------------------------
+
+
+def send_until_stalled(sock: socket.socket, chunks, pid: int, stall: float = 1.5):
+    """Send chunks on a non-blocking socket until all are sent, or no byte could be sent for
+    `stall` seconds (the peer stopped reading and flow control pushed back).
+
+    Returns (bytes sent, chunks fully sent, largest RSS of pid seen meanwhile).
+    """
+    sent = 0
+    done = 0
+    peak = rss(pid)
+    selector = selectors.DefaultSelector()
+    selector.register(sock, selectors.EVENT_WRITE)
+    last_progress = time.monotonic()
+    last_sample = 0.0
+    try:
+        pending = memoryview(b"")
+        chunks = iter(chunks)
+        while True:
+            if not pending:
+                chunk = next(chunks, None)
+                if chunk is None:
+                    break
+                pending = memoryview(chunk)
+            if selector.select(timeout=0.1):
+                try:
+                    n = sock.send(pending)
+                except (BlockingIOError, InterruptedError):
+                    n = 0
+                if n:
+                    sent += n
+                    pending = pending[n:]
+                    if not pending:
+                        done += 1
+                    last_progress = time.monotonic()
+            now = time.monotonic()
+            if now - last_sample > 0.05:
+                last_sample = now
+                peak = max(peak, rss(pid))
+            if now - last_progress > stall:
+                break
+    finally:
+        selector.close()
+    return sent, done, max(peak, rss(pid))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(90)
+def test_echo_client_that_never_reads_cannot_grow_the_worker(start_server):
+    server = start_server("-w", "1", "-b", "127.0.0.1:0", "-b", "echo://127.0.0.1:0")
+    http_port, echo_port = server.ports
+    pid = worker_pid(server)
+    with connect(echo_port) as probe:  # warm the echo path up before the baseline
+        probe.sendall(b"ping" * 1000)
+        got = b""
+        while len(got) < 4000:
+            got += probe.recv(65536)
+    baseline = rss(pid)
+    block = os.urandom(1 << 20)
+    total = 50 << 20
+    with connect(echo_port) as sock:
+        sock.setblocking(False)
+        sent, _, peak = send_until_stalled(sock, [block] * 50, pid)
+        print(f"echo: {sent >> 20} MiB accepted before the stall, RSS +{(peak - baseline) >> 10} KiB")
+        assert sent < total or peak - baseline < RSS_BOUND
+        assert peak - baseline < RSS_BOUND, f"RSS grew by {(peak - baseline) >> 10} KiB"
+        # Held off by flow control, the worker still serves everyone else.
+        assert timed_request(http_port) < 2
+        with connect(echo_port) as other:
+            other.sendall(b"still here")
+            assert other.recv(100) == b"still here"
+        # Now the client reads: every byte comes back, in order, and the rest goes through.
+        expected, received = hashlib.sha256(), hashlib.sha256()
+        stream = memoryview(block * 50)
+        expected.update(stream)
+        position = sent
+        received_count = 0
+        selector = selectors.DefaultSelector()
+        selector.register(sock, selectors.EVENT_READ | selectors.EVENT_WRITE)
+        deadline = time.monotonic() + 60
+        while received_count < total and time.monotonic() < deadline:
+            for _, events in selector.select(timeout=1):
+                if events & selectors.EVENT_READ:
+                    data = sock.recv(1 << 20)
+                    assert data, "the echo connection closed early"
+                    received.update(data)
+                    received_count += len(data)
+                if events & selectors.EVENT_WRITE and position < total:
+                    try:
+                        position += sock.send(stream[position:position + (1 << 20)])
+                    except BlockingIOError:
+                        pass
+                    if position == total:
+                        selector.modify(sock, selectors.EVENT_READ)
+        selector.close()
+        assert received_count == total
+        assert received.digest() == expected.digest()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(90)
+def test_pipelining_client_that_never_reads_cannot_grow_the_worker(start_server):
+    server = start_server("-w", "1", "-b", "127.0.0.1:0")
+    pid = worker_pid(server)
+    baseline = rss(pid)
+    batch = (PLAINTEXT + JSON) * 500  # a thousand requests per chunk
+    with connect(server.port) as sock:
+        sock.setblocking(False)
+        sent, batches, peak = send_until_stalled(sock, [batch] * 200, pid)
+        print(f"pipelining: {sent >> 10} KiB of requests accepted, RSS +{(peak - baseline) >> 10} KiB")
+        assert peak - baseline < RSS_BOUND, f"RSS grew by {(peak - baseline) >> 10} KiB"
+        assert sent // len(PLAINTEXT + JSON) * 2 >= 5000, f"only {sent} bytes of requests were accepted"
+        # Now read: every request gets its response, in order (plaintext, json, plaintext...),
+        # while the rest of a partly sent batch goes through.
+        remainder = memoryview(batch)[sent - batches * len(batch):] if sent % len(batch) else memoryview(b"")
+        expected = (batches + (1 if remainder else 0)) * 1000
+        data = bytearray()
+        count = 0
+        selector = selectors.DefaultSelector()
+        selector.register(sock, selectors.EVENT_READ | (selectors.EVENT_WRITE if remainder else 0))
+        deadline = time.monotonic() + 60
+        while count < expected and time.monotonic() < deadline:
+            for _, events in selector.select(timeout=1):
+                if events & selectors.EVENT_READ:
+                    chunk = sock.recv(1 << 20)
+                    assert chunk, f"closed after {count} of {expected} responses"
+                    data += chunk
+                    count = data.count(b"HTTP/1.1 200 OK\r\n")
+                if events & selectors.EVENT_WRITE:
+                    try:
+                        remainder = remainder[sock.send(remainder):]
+                    except BlockingIOError:
+                        pass
+                    if not remainder:
+                        selector.modify(sock, selectors.EVENT_READ)
+        selector.close()
+        seen = re.findall(rb"\r\n\r\n(Hello, World!|\{\"message\":\"Hello, World!\"\})", data)
+        assert count == expected == len(seen)
+        assert seen[0::2] == [b"Hello, World!"] * (expected // 2)
+        assert seen[1::2] == [b'{"message":"Hello, World!"}'] * (expected // 2)
+        peak = max(peak, rss(pid))
+        assert peak - baseline < RSS_BOUND, f"RSS grew by {(peak - baseline) >> 10} KiB"
+
+
+# -- out of descriptors -----------------------------------------------------------------------------
+
+
+def lower_nofile(pid: int, limit: int) -> None:
+    if shutil.which("prlimit"):
+        subprocess.run(["prlimit", f"--nofile={limit}:{limit}", "--pid", str(pid)], check=True)
+    else:  # pragma: no cover - util-linux missing
+        import resource
+
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, (limit, limit))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(60)
+def test_emfile_does_not_spin_and_service_resumes(start_server):
+    server = start_server("-w", "1", "-b", "127.0.0.1:0")
+    pid = worker_pid(server)
+    lower_nofile(pid, 64)
+    flood = []
+    try:
+        for _ in range(200):
+            flood.append(connect(server.port))
+        server.wait_for_log(r"accept failed", timeout=10)
+        start_cpu, start = cpu_seconds(pid), time.monotonic()
+        # Hold the flood for about two seconds: a busy accept loop would eat a whole CPU.
+        wait_until(lambda: time.monotonic() - start >= 2.0, 5, interval=0.1, message="two seconds")
+        used = (cpu_seconds(pid) - start_cpu) / (time.monotonic() - start)
+        print(f"EMFILE: worker CPU {used:.1%} over the flood")
+        assert used < 0.3, f"the worker used {used:.0%} of a CPU while out of descriptors"
+    finally:
+        for sock in flood:
+            sock.close()
+    # Service resumes once the connections are gone.
+    wait_until(lambda: timed_request(server.port) < 5, 10, message="service to resume")
+    assert len(re.findall(r"accept failed", server.log())) == 1, server.log()
+    assert server.proc.poll() is None
+
+
+# -- the connection cap -------------------------------------------------------------------------------
+
+
+@pytest.mark.timeout(60)
+def test_worker_connections_caps_open_connections(start_server):
+    server = start_server("-w", "1", "-b", "127.0.0.1:0", "--worker-connections", "10", "--keepalive", "60")
+    worker_pid(server)
+    idle = []
+    for _ in range(10):  # ten connections, each proven accepted by a response, then left idle
+        sock = connect(server.port)
+        sock.sendall(PLAINTEXT)
+        assert read_response(sock)[0] == 200
+        idle.append(sock)
+    try:
+        with connect(server.port) as eleventh:  # the kernel's backlog takes it...
+            eleventh.sendall(PLAINTEXT)
+            eleventh.settimeout(1.0)
+            with pytest.raises(TimeoutError):  # ...but the worker does not serve it
+                eleventh.recv(1)
+            idle.pop().close()
+            eleventh.settimeout(5)
+            status, _, body = read_response(eleventh)
+            assert (status, body) == (200, b"Hello, World!")
+    finally:
+        for sock in idle:
+            sock.close()
