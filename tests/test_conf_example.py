@@ -1,0 +1,30 @@
+"""conf/prefork.toml documents every key of the settings table with its default, and passes -t."""
+
+import re
+import subprocess
+import tomllib
+
+from conftest import PREFORK, REPO
+
+from prefork.config import SETTINGS
+
+EXAMPLE = REPO / "conf" / "prefork.toml"
+
+
+def test_every_key_is_documented_with_its_default():
+    text = EXAMPLE.read_text()
+    values = tomllib.loads(text)
+    for setting in SETTINGS:
+        if setting.default is None:
+            # No TOML null: a key without a default is shown commented out, with an example value.
+            assert re.search(rf"^# {setting.name} = ", text, re.M), f"{setting.name} is not documented"
+            assert setting.name not in values
+        else:
+            assert values.get(setting.name) == setting.default, f"{setting.name}: not its default"
+    assert set(values) <= {s.name for s in SETTINGS}
+
+
+def test_example_passes_the_configuration_check():
+    result = subprocess.run(PREFORK + ["-t", "-c", str(EXAMPLE)], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert "configuration ok" in result.stdout
