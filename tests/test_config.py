@@ -1,0 +1,214 @@
+"""Configuration: `prefork -t` on good and bad files, and precedence command line > file > defaults.
+
+`prefork -t` is nginx -t: it prints `configuration ok` and exits 0, or prints the error, which
+names the key, the value and the file, and exits 1. Precedence is checked through what a
+running server does (where it listens, how many workers, which body limit it applies).
+conf/prefork.toml passing -t is tests/test_conf_example.py's.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import PREFORK, REPO, read_response, wait_until
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def check(*args, cwd=None) -> subprocess.CompletedProcess:
+    """Run `prefork -t ARGS`; returns the finished process (text output)."""
+    return subprocess.run(PREFORK + ["-t", *args], cwd=cwd or REPO, capture_output=True, text=True,
+                          timeout=30, stdin=subprocess.DEVNULL)
+
+
+def write(tmp_path: Path, text: str, name: str = "prefork.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+GOOD = """\
+bind = ["127.0.0.1:8123", "echo://127.0.0.1:8124", "[::1]:8125", "unix:/tmp/prefork-test.sock"]
+workers = 2
+dispatch = "threads"
+threads = 4
+worker_connections = 500
+keepalive = 2.5
+timeout = 20
+graceful_timeout = 10
+max_requests = 1000
+max_requests_jitter = 50
+log_level = "warning"
+reuse_port = false
+backlog = 128
+header_timeout = 5
+body_timeout = 10.0
+send_timeout = 10.0
+max_body_size = 1048576
+limit_request_line = 4094
+limit_request_fields = 50
+limit_request_field_size = 4094
+limit_request_head = 32768
+high_water = 65536
+"""
+
+
+def test_good_file_is_ok(tmp_path):
+    path = write(tmp_path, GOOD)
+    result = check("-c", str(path))
+    assert result.returncode == 0, result.stderr
+    assert "configuration ok" in result.stdout and str(path) in result.stdout
+    assert result.stderr == ""
+
+
+def test_no_file_is_ok():
+    result = check("-w", "1", "-b", "127.0.0.1:0")
+    assert (result.returncode, result.stderr) == (0, "")
+    assert "configuration ok" in result.stdout
+
+
+# (file content, key named in the error, value named in the error)
+BAD = {
+    "unknown-key": ('wokers = 4\n', "wokers", "4"),
+    "unknown-table": ('[server]\nworkers = 4\n', "server", "workers"),
+    "int-as-string": ('workers = "many"\n', "workers", "many"),
+    "int-as-float": ('workers = 1.5\n', "workers", "1.5"),
+    "int-as-bool": ('workers = true\n', "workers", "True"),
+    "float-as-string": ('keepalive = "long"\n', "keepalive", "long"),
+    "bool-as-string": ('reuse_port = "maybe"\n', "reuse_port", "maybe"),
+    "bool-as-int": ('preload = 2\n', "preload", "2"),
+    "choice": ('dispatch = "fibers"\n', "dispatch", "fibers"),
+    "log-level": ('log_level = "loud"\n', "log_level", "loud"),
+    "path-as-int": ('pid = 5\n', "pid", "5"),
+    "app-without-colon": ('app = "myapp"\n', "app", "myapp"),
+    "bind-no-port": ('bind = ["localhost"]\n', "bind", "localhost"),
+    "bind-port-too-big": ('bind = ["127.0.0.1:99999"]\n', "bind", "99999"),
+    "bind-port-negative": ('bind = ["127.0.0.1:-1"]\n', "bind", "-1"),
+    "bind-ipv6-without-brackets": ('bind = ["::1:8000"]\n', "bind", "::1:8000"),
+    "bind-empty-unix": ('bind = ["unix:"]\n', "bind", "unix:"),
+    "bind-bad-fd": ('bind = ["fd://three"]\n', "bind", "fd://three"),
+    "bind-bad-echo": ('bind = ["echo://nowhere"]\n', "bind", "echo://nowhere"),
+    "bind-empty-list": ('bind = []\n', "bind", "[]"),
+    "bind-not-strings": ('bind = [8000]\n', "bind", "8000"),
+    "workers-below-minimum": ('workers = -1\n', "workers", "-1"),
+    "threads-below-minimum": ('threads = 0\n', "threads", "0"),
+    "worker-connections-below-minimum": ('worker_connections = 0\n', "worker_connections", "0"),
+    "keepalive-below-minimum": ('keepalive = -0.5\n', "keepalive", "-0.5"),
+    "header-timeout-below-minimum": ('header_timeout = 0\n', "header_timeout", "0"),
+    "limit-request-line-below-minimum": ('limit_request_line = 10\n', "limit_request_line", "10"),
+    "high-water-below-minimum": ('high_water = 100\n', "high_water", "100"),
+    "max-body-size-negative": ('max_body_size = -1\n', "max_body_size", "-1"),
+}
+
+
+@pytest.mark.parametrize("content,key,value", list(BAD.values()), ids=list(BAD))
+def test_bad_file_names_key_value_and_file(tmp_path, content, key, value):
+    path = write(tmp_path, content)
+    result = check("-c", str(path))
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    assert "configuration ok" not in result.stdout
+    error = result.stderr
+    assert str(path) in error and key in error and value in error, error
+    assert "Traceback" not in error
+
+
+def test_invalid_toml_names_the_file_and_the_place(tmp_path):
+    path = write(tmp_path, "workers = 1\nkeepalive = \n")
+    result = check("-c", str(path))
+    assert result.returncode == 1
+    assert str(path) in result.stderr and "TOML" in result.stderr and "line 2" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_file_is_named(tmp_path):
+    path = tmp_path / "nowhere.toml"
+    result = check("-c", str(path))
+    assert result.returncode == 1
+    assert str(path) in result.stderr and "Traceback" not in result.stderr
+
+
+def test_unreadable_file_is_named(tmp_path):
+    result = check("-c", str(tmp_path))  # a directory
+    assert result.returncode == 1
+    assert str(tmp_path) in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("args,key,value", [
+    (["-w", "-1"], "workers", "-1"),
+    (["-w", "two"], "workers", "two"),
+    (["--keepalive", "soon"], "keepalive", "soon"),
+    (["-b", "127.0.0.1:http"], "bind", "127.0.0.1:http"),
+    (["--max-body-size", "1.5"], "max_body_size", "1.5"),
+])
+def test_bad_command_line_value_names_key_and_value(args, key, value):
+    result = check(*args)
+    assert result.returncode == 1
+    assert key in result.stderr and value in result.stderr and "command line" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_bad_value_stops_the_server_too(tmp_path):
+    """Not only -t: starting with a bad file prints the same error and exits 1, binding nothing."""
+    path = write(tmp_path, "threads = 0\n")
+    result = subprocess.run(PREFORK + ["-c", str(path)], cwd=REPO, capture_output=True, text=True, timeout=30,
+                            stdin=subprocess.DEVNULL)
+    assert result.returncode == 1
+    assert str(path) in result.stderr and "threads" in result.stderr
+    assert "listening on" not in result.stdout + result.stderr
+
+
+def test_app_that_does_not_import_fails_the_check():
+    result = check("broken_import:app", "--chdir", str(REPO / "tests" / "apps"))
+    assert result.returncode == 1 and "broken_import" in result.stderr
+    result = check("plain:app", "--chdir", str(REPO / "tests" / "apps"))
+    assert result.returncode == 0, result.stderr
+
+
+# -- precedence: command line > file > defaults, seen in what the server does ---------------------
+
+
+def listening(server) -> list[str]:
+    return re.findall(r"listening on (\S+) \(port \d+\)", server.log())
+
+
+def workers_of(server) -> list[int]:
+    master = server.proc.pid
+    return [int(p) for p in Path(f"/proc/{master}/task/{master}/children").read_text().split()]
+
+
+def post(host: str, port: int, size: int) -> int:
+    with socket.create_connection((host, port), timeout=10) as sock:
+        sock.sendall(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n" % size + b"x" * size)
+        return read_response(sock)[0]
+
+
+def test_file_overrides_defaults(start_server, tmp_path):
+    path = write(tmp_path, 'bind = ["127.0.0.2:0"]\nworkers = 3\nmax_body_size = 10\n')
+    server = start_server("-c", str(path))
+    assert listening(server) == ["127.0.0.2:0"]  # not the default 127.0.0.1:8000
+    wait_until(lambda: len(workers_of(server)) == 3, 10, message="three workers")
+    assert post("127.0.0.2", server.port, 10) == 200
+    assert post("127.0.0.2", server.port, 11) == 413  # not the default 100 MiB
+
+
+def test_command_line_overrides_file(start_server, tmp_path):
+    path = write(tmp_path, 'bind = ["127.0.0.2:0"]\nworkers = 3\nmax_body_size = 10\n')
+    server = start_server("-c", str(path), "-b", "127.0.0.3:0", "-w", "1", "--max-body-size", "100")
+    assert listening(server) == ["127.0.0.3:0"]  # the command line's bind replaces the file's
+    assert post("127.0.0.3", server.port, 100) == 200
+    assert post("127.0.0.3", server.port, 101) == 413
+    assert len(workers_of(server)) == 1
+    with pytest.raises(OSError):  # nothing on the file's address
+        socket.create_connection(("127.0.0.2", server.port), timeout=2).close()
+
+
+def test_defaults_apply_where_neither_says(start_server, tmp_path):
+    """The file sets only bind; the body limit is the default (100 MiB): a 2 MB body passes."""
+    path = write(tmp_path, 'bind = ["127.0.0.1:0"]\nworkers = 1\n')
+    server = start_server("-c", str(path))
+    assert post("127.0.0.1", server.port, 2 << 20) == 200
