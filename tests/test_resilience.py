@@ -74,14 +74,22 @@ def test_slowloris_is_cut_at_header_timeout(start_server):
     header_timeout = 2.0
     server = start_server("-w", "1", "-b", "127.0.0.1:0", "--header-timeout", str(header_timeout))
     worker_pid(server)
-    head = b"GET /plaintext HTTP/1.1\r\nHost: t\r\nX-Slow: " + b"a" * 10_000  # never ends in time
+    # Three kinds of trickle: a head that never ends in time; the same after a first request on
+    # a keep-alive connection; and empty lines, which may precede a request line (RFC 9112 2.2)
+    # but must not make the connection look idle either.
+    head = b"GET /plaintext HTTP/1.1\r\nHost: t\r\nX-Slow: " + b"a" * 10_000
+    heads = {}
     selector = selectors.DefaultSelector()
     opened, closed, answers, sent = {}, {}, {}, {}
     socks = []
-    for _ in range(200):
+    for i in range(200):
         sock = connect(server.port)
+        if i % 4 == 1:  # keep-alive: answered once, then trickling the next head
+            sock.sendall(PLAINTEXT)
+            assert read_response(sock)[0] == 200
         sock.setblocking(False)
         socks.append(sock)
+        heads[sock] = b"\r\n" * 5000 if i % 4 == 2 else head
         opened[sock] = time.monotonic()
         sent[sock] = 0
         answers[sock] = b""
@@ -98,7 +106,7 @@ def test_slowloris_is_cut_at_header_timeout(start_server):
                     if sock in closed:
                         continue
                     try:
-                        sent[sock] += sock.send(head[sent[sock]:sent[sock] + 1])
+                        sent[sock] += sock.send(heads[sock][sent[sock]:sent[sock] + 1])
                     except (BlockingIOError, InterruptedError):
                         pass
                     except OSError:

@@ -181,7 +181,6 @@ class RequestParser:
             if pos > end:
                 end = buf.find(b"\r\n\r\n", pos)
                 if end < 0:
-                    self.pos = pos
                     return self._incomplete_head(buf, pos)
         limits = self.limits
         head = buf[pos:end + 2]  # the request-line and field lines, each ending in CRLF
@@ -244,7 +243,9 @@ class RequestParser:
             return NEED_DATA
         while buf.startswith(b"\r\n", pos):  # empty lines before the request-line (RFC 9112 2.2)
             pos += 2
-        self.pos = pos
+        # The empty lines stay buffered (self.pos does not move): they begin a head, so its
+        # header_timeout runs and the head limit counts them. Consumed, they would leave the
+        # connection looking idle, and CRLFs trickled forever would keep it open.
         # RFC 9112 2.2: CR and LF appear in a head only as CRLF; RFC 9112 5.2: a line that
         # starts with whitespace is obs-fold (or whitespace after the request-line).
         if abnf.HEAD_LINE_ERROR.search(buf, pos) is not None or buf.startswith(b"\n", pos):
@@ -263,7 +264,7 @@ class RequestParser:
                 self._bad_request_line(buf[pos:line_end])
             if match.group(3) + b"." + match.group(4) not in _VERSIONS:
                 raise ProtocolError(505, "HTTP version not supported")
-        if len(buf) - pos >= limits.head:
+        if len(buf) - self.pos >= limits.head:
             raise ProtocolError(431, "request head too large")
         return NEED_DATA
 
