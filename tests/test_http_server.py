@@ -158,6 +158,7 @@ REJECTIONS = {
     "field-8191": (GOOD_HEAD + b"X-Big: " + b"v" * 8190 + b"\r\n\r\n", 431),
     "head-over-64k": (GOOD_HEAD + b"".join(b"X-%d: %s\r\n" % (i, b"v" * 4000) for i in range(20)) + b"\r\n", 431),
     "head-over-64k-unterminated": (GOOD_HEAD + b"".join(b"X-%d: %s\r\n" % (i, b"v" * 4000) for i in range(20)), 431),
+    "empty-lines-over-64k": (b"\r\n" * 40000, 431),
     # expectations we cannot meet
     "expect-unknown": (b"POST /echo HTTP/1.1\r\nHost: t\r\nExpect: teapot\r\nContent-Length: 1\r\n\r\na", 417),
 }
@@ -356,6 +357,38 @@ def test_no_100_continue_without_expect(port):
             assert data
             buf.extend(data)
     assert buf.startswith(b"HTTP/1.1 200 ") and buf.count(b"HTTP/1.1") == 1
+
+
+def test_expect_100_continue_with_a_body_too_large_gets_413_without_100(small):
+    with connect(small.port) as sock:
+        sock.sendall(b"POST /echo HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: %d\r\n\r\n"
+                     % (MAX_BODY + 1))
+        buf = bytearray()
+        while b"\r\n\r\n" not in buf:
+            data = sock.recv(65536)
+            assert data
+            buf.extend(data)
+        assert buf.startswith(b"HTTP/1.1 413 ")
+        status, headers, _ = read_response(sock, buf)
+        assert (status, headers["connection"]) == (413, "close")
+        assert recv_all(sock) == b""
+
+
+def test_empty_lines_before_the_request_line_are_ignored(port):
+    """RFC 9112 2.2, whether they come with the request, alone, or byte by byte."""
+    with connect(port) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        buf = bytearray()
+        sock.sendall(b"\r\n\r\n" + GOOD_HEAD + b"\r\n")
+        assert read_response(sock, buf)[2] == b"Hello, World!"
+        sock.sendall(b"\r\n")
+        sock.sendall(b"\r\n")
+        sock.sendall(GOOD_HEAD + b"\r\n")
+        assert read_response(sock, buf)[2] == b"Hello, World!"
+        for byte in b"\r\n\r\n" + GOOD_HEAD + b"\r\n":
+            sock.send(bytes([byte]))
+        assert read_response(sock, buf)[2] == b"Hello, World!"
+        assert not buf
 
 
 def test_head_has_length_but_no_body(port):

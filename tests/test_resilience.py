@@ -288,6 +288,60 @@ def test_pipelining_client_that_never_reads_cannot_grow_the_worker(start_server)
         assert peak - baseline < RSS_BOUND, f"RSS grew by {(peak - baseline) >> 10} KiB"
 
 
+def worker_holds_connection(pid: int, server_port: int, client_port: int) -> bool:
+    """Whether the worker still has a descriptor for the TCP connection server_port<->client_port."""
+    inodes = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local, remote = fields[1], fields[2]
+        if local.endswith(f":{server_port:04X}") and remote.endswith(f":{client_port:04X}"):
+            inodes.add(f"socket:[{fields[9]}]")
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}") in inodes:
+                return True
+        except FileNotFoundError:
+            pass
+    return False
+
+
+@pytest.mark.timeout(60)
+def test_stalled_body_gets_408_and_stalled_write_is_cut(start_server):
+    server = start_server("-w", "1", "-b", "127.0.0.1:0", "--body-timeout", "1", "--send-timeout", "1")
+    pid = worker_pid(server)
+    # A body that stops coming: 408 after body_timeout, then the connection closes.
+    with connect(server.port) as sock:
+        sock.sendall(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc")
+        start = time.monotonic()
+        status, headers, _ = read_response(sock)
+        waited = time.monotonic() - start
+        assert (status, headers["connection"]) == (408, "close")
+        assert 0.8 <= waited < 4, waited
+        assert sock.recv(100) == b""
+    # A response the client does not read: cut after send_timeout without progress. A small
+    # receive buffer keeps the kernel from absorbing the whole 20 MB response.
+    body = os.urandom(20 << 20)
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        sock.connect(("127.0.0.1", server.port))
+        client_port = sock.getsockname()[1]
+        sock.sendall(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+        sent = time.monotonic()
+        assert worker_holds_connection(pid, server.port, client_port)
+        wait_until(lambda: not worker_holds_connection(pid, server.port, client_port), 10, 0.05,
+                   message="the stalled write to be cut")
+        assert 0.8 <= time.monotonic() - sent < 5
+        sock.settimeout(10)
+        received = 0
+        try:
+            while data := sock.recv(1 << 20):
+                received += len(data)
+        except ConnectionResetError:
+            pass
+        assert received < len(body), "the whole response was sent: nothing stalled"
+    timed_request(server.port)
+
+
 # -- out of descriptors -----------------------------------------------------------------------------
 
 
