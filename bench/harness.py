@@ -5,8 +5,8 @@ Rules every measurement here follows (see docs/benchmarks.md):
 - traffic goes only to 127.0.0.1, and every process started here is stopped by this script;
 - server CPU is utime+stime from /proc of the server process and all its descendants
   (a master and its workers; all threads are included in a process's /proc/PID/stat);
-- wrk's own CPU (from wait4) and the machine's total (from /proc/stat) are measured too, so the
-  CPU that *other* programs burned during a measurement is known: it is printed as "foreign".
+- wrk's own CPU (from wait4) and every other process's (from /proc/*/stat) are measured too, so
+  the CPU that *other* programs burned during a measurement is known: it is printed as "foreign".
 """
 
 from __future__ import annotations
@@ -104,6 +104,27 @@ def tree_cpu_seconds(root: int) -> dict[int, float]:
         if fields:
             cpu[pid] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
     return cpu
+
+
+def other_processes_cpu(exclude: set[int]) -> dict[tuple[int, str], float]:
+    """CPU seconds (utime+stime) of every process not in exclude, keyed by (pid, start time).
+
+    A lower bound of what others use: a process that starts and ends between two snapshots is
+    not seen (its parent's cutime would count its whole life, also before the run, so it is
+    left out rather than overcounted).
+    """
+    cpu = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) not in exclude:
+            fields = _stat_fields(int(entry))
+            if fields:
+                cpu[(int(entry), fields[19])] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return cpu
+
+
+def foreign_seconds(before: dict, after: dict) -> float:
+    """CPU that other processes used between two other_processes_cpu() snapshots."""
+    return sum(value - before.get(key, 0.0) for key, value in after.items())
 
 
 def machine_busy_seconds() -> float:
@@ -268,11 +289,12 @@ def measure(spec: ServerSpec, workdir: Path, duration: float, warmup: float) -> 
             run_wrk(url, warmup)
         children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpu_before = tree_cpu_seconds(server.proc.pid)
-        busy_before = machine_busy_seconds()
+        ours = {os.getpid(), *cpu_before}
+        others_before = other_processes_cpu(ours)
         started = time.monotonic()
         result, output = run_wrk(url, duration)
         elapsed = time.monotonic() - started
-        busy_after = machine_busy_seconds()
+        others_after = other_processes_cpu(ours)
         cpu_after = tree_cpu_seconds(server.proc.pid)
         children_after = resource.getrusage(resource.RUSAGE_CHILDREN)
         pids = sorted(set(cpu_before) | set(cpu_after))
@@ -286,7 +308,7 @@ def measure(spec: ServerSpec, workdir: Path, duration: float, warmup: float) -> 
             elapsed_s=elapsed,
             cpu_us_per_request=1e6 * server_cpu / result["requests"] if result["requests"] else float("nan"),
             server_core_busy=server_cpu / elapsed,
-            foreign_cpu=max(0.0, (busy_after - busy_before) - server_cpu - wrk_cpu) / elapsed,
+            foreign_cpu=foreign_seconds(others_before, others_after) / elapsed,
         )
         if result["non2xx"] or result["socket_errors"]:
             result["note"] = (result.get("note", "") + f" non-2xx {result['non2xx']}, "
@@ -456,9 +478,10 @@ Options: `--rounds N`, `--duration S`, `--quick` (1 round x 3 s, for trying the 
 - Requests/s and the 99th percentile latency come from wrk. **Server CPU per request** is the
   utime+stime of the server process and all its descendants (master + worker), read from
   `/proc/PID/stat` (fields 14 and 15) before and after the wrk run, divided by the requests wrk counted.
-- "Foreign load" is the CPU that other programs on the machine used during a measurement
-  (user+nice+system+steal time from `/proc/stat` minus the server's and wrk's own CPU; irq and
-  softirq, where the loopback TCP work of the measured pair lands, are left out), in % of one core.
+- "Foreign load" is the CPU that other programs on the machine used during a measurement: the
+  utime+stime of every process but the server's, the script's and wrk's, from `/proc/*/stat`
+  before and after, in % of one core (a lower bound: processes that start and end within the
+  run are not seen).
   Above ~10 % the numbers of that round are disturbed. Before each measurement the script waits
   (up to `--quiet-wait` 30 s) until other programs use less than `--quiet` 15 % of a core, and a
   measurement during which they used more than `--retry-above` 25 % is repeated once (the quieter
