@@ -27,6 +27,11 @@ from .stream import _READ_SIZE, Stream
 _CLOSE = b"Connection: close\r\n"
 _CRLF = b"\r\n"
 _CLOSE_CRLF = _CLOSE + _CRLF
+# An HTTP/1.0 client keeps the connection only if the response says so (RFC 7230 A.1.2; ab -k
+# waits for the close otherwise); HTTP/1.1 persists by default and needs nothing.
+_KEEP_ALIVE = b"Connection: keep-alive\r\n"
+_KEEP_ALIVE_CRLF = _KEEP_ALIVE + _CRLF
+_HTTP10 = b"1.0"
 _EPOLLOUT = EPOLLOUT
 _NOT_EPOLLOUT = ~EPOLLOUT
 _STATUS_LINES = http.STATUS_LINES
@@ -244,8 +249,9 @@ class HttpConnection(Stream):
             line = _STATUS_LINES[status]
         except KeyError:
             line = http.status_line(status)
-        data = b"".join((line, worker.common_headers,
-                         headers, _CRLF if keep_alive else _CLOSE_CRLF, body))
+        data = b"".join((line, worker.common_headers, headers,
+                         (_CRLF if self.request.version != _HTTP10 else _KEEP_ALIVE_CRLF) if keep_alive
+                         else _CLOSE_CRLF, body))
         self.out.append(data)
         self.out_len += len(data)
         self.sent_body = len(body)
@@ -267,7 +273,8 @@ class HttpConnection(Stream):
         self.chunked_out = chunked and not self.head_only
         self.sent_body = 0
         line = _STATUS_LINES.get(status) or http.status_line(status)
-        extra = (b"Transfer-Encoding: chunked\r\n" if chunked else b"") + (b"" if keep_alive else _CLOSE)
+        extra = (b"Transfer-Encoding: chunked\r\n" if chunked else b"") + (
+            (b"" if self.request.version != _HTTP10 else _KEEP_ALIVE) if keep_alive else _CLOSE)
         self.write(line + self.worker.common_headers + headers + extra + _CRLF)
 
     def send(self, data) -> None:
