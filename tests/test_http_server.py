@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from conftest import Server, connect, read_response, wait_until
+from conftest import Server, connect, read_response, recv_until_closed, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -479,3 +479,16 @@ def test_keep_alive_timer_restarts_with_each_request(small):
             with pytest.raises(TimeoutError):
                 sock.recv(1)
             sock.settimeout(10)
+
+
+def test_blank_line_after_a_body_then_idle_closes_quietly(start_server):
+    """A legacy client's CRLF after its body starts no head: at header_timeout (which such empty
+    lines do not extend) the connection closes without a 408, as nginx does."""
+    server = start_server("-w", "1", "-b", "127.0.0.1:0", "--keepalive", "0.5", "--header-timeout", "1")
+    sock = connect(server.port)
+    sock.sendall(b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nhi\r\n")
+    status, _, body = read_response(sock)
+    assert (status, body) == (200, b"hi")
+    started = time.monotonic()
+    assert recv_until_closed(sock) == b""  # closed, and no 408 sent
+    assert time.monotonic() - started < 4

@@ -55,6 +55,8 @@ def parse_address(text: str) -> Address:
     if not port.isdigit() or not 0 <= int(port) <= 65535:
         raise AddressError(f"{text!r}: port must be a number from 0 to 65535")
     if family == socket.AF_INET and host and not _is_ipv4(host):
+        if host.replace(".", "").isdigit():
+            raise AddressError(f"{text!r}: {host!r} is not a valid IPv4 address")
         if host != "localhost" and not all(part.isalnum() or part == "-" for part in host.replace(".", "").split("-")):
             raise AddressError(f"{text!r}: {host!r} is not a host name or address")
     return Address(text, protocol, "tcp", host=host or "0.0.0.0", port=int(port), family=family)
@@ -62,7 +64,7 @@ def parse_address(text: str) -> Address:
 
 def _is_ipv4(host: str) -> bool:
     try:
-        socket.inet_aton(host)
+        socket.inet_pton(socket.AF_INET, host)
         return True
     except OSError:
         return False

@@ -207,8 +207,8 @@ class HttpConnection(Stream):
     def on_timeout(self) -> None:
         if self.busy or self.out_len:
             self.abort()  # a write that stalled for send_timeout
-        elif self.parser.buffered or self.body is not None:
-            self.reject(408)  # a head or body that took too long
+        elif self.body is not None or self.parser.buf[self.parser.pos:].strip(b"\r\n"):
+            self.reject(408)  # a head or body that took too long (empty lines alone get no 408)
             self.flush()
         else:
             self.abort()  # idle keep-alive

@@ -26,6 +26,7 @@ from .reactor import EPOLLIN, Reactor
 
 log = logging.getLogger("prefork")
 
+EMFILE_LOG_INTERVAL = 60.0  # seconds between two "accept failed" log lines of one worker
 IDLE_GRACE = 0.5  # seconds a just-used idle connection may still bring a request after QUIT
 WORKER_SIGNALS = (signal.SIGQUIT, signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGHUP,
                   signal.SIGWINCH, signal.SIGTTIN, signal.SIGTTOU, signal.SIGUSR2)
@@ -56,7 +57,7 @@ class Worker:
         self.stopping = False
         self.exit_code = 0
         self.accepting_paused = False
-        self.emfile_logged = False
+        self.emfile_logged_at = -EMFILE_LOG_INTERVAL  # when "accept failed" was last logged
         self.parent = os.getppid()
         self.access_log = AccessLog(config.access_log) if config.access_log else None
         self.common_headers = b""
@@ -146,8 +147,9 @@ class Worker:
 
     def pause_accepting(self, seconds: float | None, error: OSError | None = None) -> None:
         """Stop accepting: until a connection closes (seconds None) or for a while (EMFILE)."""
-        if error is not None and not self.emfile_logged:
-            self.emfile_logged = True  # once, not at every attempt
+        now = self.reactor.now
+        if error is not None and now - self.emfile_logged_at >= EMFILE_LOG_INTERVAL:
+            self.emfile_logged_at = now  # once per episode and minute, not at every attempt
             log.error("worker %d: accept failed (%s); pausing accepts while descriptors are short",
                       os.getpid(), error.strerror)
         self.accepting_paused = True
