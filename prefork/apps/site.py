@@ -59,13 +59,27 @@ class Site:
             b"/sleep": self.sleep,
             b"/cpu": self.cpu,
         }
+        # -- static files (prefork/apps/static.py): a prefix route, tried only when no exact route matches
+        self.static = None
+        self.home_page = HOME
+        if config.static_root:
+            from .static import PREFIX, StaticFiles
+
+            self.static = StaticFiles(config.static_root)
+            self.static_prefix = PREFIX
+            self.home_page = HOME.replace(b"</ul>", b"<li><code>/static/NAME</code>: files from "
+                                          b"<code>static_root</code> (GET, HEAD)</li>\n</ul>")
+        # -- end of static files
 
     def handle(self, conn, request, body) -> None:
         target = request.target
         route = self.routes.get(target)
         if route is None:
             path = target.partition(b"?")[0]
-            route = self.routes.get(path, self.not_found)
+            route = self.routes.get(path)
+            if route is None:
+                route = self.static.handle if self.static is not None and path.startswith(
+                    self.static_prefix) else self.not_found
         route(conn, request, body)
 
     @staticmethod
@@ -89,10 +103,9 @@ class Site:
         content_type = request.header(b"content-type", b"application/octet-stream")
         conn.respond(200, b"Content-Type: " + content_type + b"\r\nContent-Length: %d\r\n" % len(data), data)
 
-    @staticmethod
-    def home(conn, request, body) -> None:
+    def home(self, conn, request, body) -> None:
         if request.method in _SAFE_METHODS:
-            conn.respond(200, _HTML % len(HOME), HOME)
+            conn.respond(200, _HTML % len(self.home_page), self.home_page)
         else:
             method_not_allowed(conn)
 

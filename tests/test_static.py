@@ -1,0 +1,305 @@
+"""Static files under /static/ (--static-root), against the real prefork on 127.0.0.1.
+
+Raw sockets where the request must reach the server exactly as written (httpx would normalise
+`..` away); one shared server for the tests that only read.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from email.utils import formatdate
+from pathlib import Path
+
+import pytest
+
+from conftest import Server, connect, read_response, wait_until
+
+pytestmark = pytest.mark.timeout(30)
+
+MTIME = 1_700_000_000  # the files' modification time: ETag and Last-Modified follow from it
+TEXT = "héllo, static world\n".encode()
+BLOB = os.urandom(3 * 1024 * 1024)
+SECRET = b"secret outside the root\n"
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory):
+    """root/ (served) beside files and a look-alike sibling root2/ that must never be reached."""
+    base = tmp_path_factory.mktemp("static")
+    root = base / "root"
+    (root / "sub").mkdir(parents=True)
+    (root / "a.txt").write_bytes(TEXT)
+    (root / "blob.bin").write_bytes(BLOB)
+    (root / "sub" / "index.html").write_bytes(b"<p>index</p>\n")
+    (root / "sub" / "page.html").write_bytes(b"<p>page</p>\n")
+    (root / "with space.txt").write_bytes(b"space\n")
+    (root / "é.txt").write_bytes(b"accent\n")
+    for name in ("style.css", "app.js", "data.json", "pic.png", "noext", "archive.tar.gz"):
+        (root / name).write_bytes(b"x")
+    (root / "empty.txt").write_bytes(b"")
+    (base / "secret.txt").write_bytes(SECRET)
+    (base / "root2").mkdir()
+    (base / "root2" / "x.txt").write_bytes(SECRET)
+    (root / "evil").symlink_to(base / "secret.txt")  # a file outside
+    (root / "evil_dir").symlink_to(base)  # a directory outside
+    (root / "sibling").symlink_to(base / "root2" / "x.txt")  # shares the root's name as prefix
+    (root / "link.txt").symlink_to(root / "a.txt")  # inside: allowed
+    os.mkfifo(root / "fifo")  # opening it must not block the worker
+    for path in root.rglob("*"):
+        if not path.is_symlink() and not path.is_fifo():
+            os.utime(path, (MTIME, MTIME))
+    return base
+
+
+@pytest.fixture(scope="module")
+def port(tree):
+    server = Server(["-w", "1", "-b", "127.0.0.1:0", "--static-root", str(tree / "root")])
+    yield server.port
+    server.stop()
+
+
+def get(port: int, target: str, *headers: str, method: str = "GET"):
+    """One request exactly as written on a fresh connection; (status, headers, body)."""
+    with connect(port) as sock:
+        lines = "".join(h + "\r\n" for h in headers)
+        sock.sendall(f"{method} {target} HTTP/1.1\r\nHost: t\r\n{lines}\r\n".encode())
+        return read_response(sock)
+
+
+def read_head(sock: socket.socket, buf: bytearray) -> tuple[int, dict]:
+    """A response head only (for HEAD, whose Content-Length describes a body that is not sent)."""
+    while b"\r\n\r\n" not in buf:
+        data = sock.recv(65536)
+        assert data, "closed before the head was complete"
+        buf.extend(data)
+    end = buf.index(b"\r\n\r\n")
+    lines = bytes(buf[:end]).decode("latin-1").split("\r\n")
+    del buf[:end + 4]
+    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    return int(lines[0].split()[1]), headers
+
+
+ETAG = '"%x-%x"' % (MTIME, len(TEXT))
+LAST_MODIFIED = formatdate(MTIME, usegmt=True)
+
+
+def test_text_file_with_type_length_and_validators(port):
+    status, headers, body = get(port, "/static/a.txt")
+    assert status == 200
+    assert body == TEXT
+    assert headers["content-type"] == "text/plain; charset=utf-8"
+    assert headers["content-length"] == str(len(TEXT))
+    assert headers["etag"] == ETAG
+    assert headers["last-modified"] == LAST_MODIFIED
+    assert headers["accept-ranges"] == "bytes"
+    assert b"<code>/static/NAME</code>" in get(port, "/")[2]  # the home page lists the route
+
+
+def test_binary_file_byte_exact(port):
+    status, headers, body = get(port, "/static/blob.bin")
+    assert status == 200
+    assert headers["content-type"] == "application/octet-stream"
+    assert headers["content-length"] == str(len(BLOB))
+    assert body == BLOB
+
+
+@pytest.mark.parametrize("name, content_type", [
+    ("style.css", "text/css; charset=utf-8"),
+    ("app.js", "text/javascript; charset=utf-8"),
+    ("data.json", "application/json; charset=utf-8"),
+    ("pic.png", "image/png"),
+    ("noext", "application/octet-stream"),
+    ("archive.tar.gz", "application/gzip"),  # never Content-Encoding: the client keeps the .gz
+    ("link.txt", "text/plain; charset=utf-8"),
+])
+def test_content_type_from_extension(port, name, content_type):
+    status, headers, _ = get(port, "/static/" + name)
+    assert (status, headers["content-type"]) == (200, content_type)
+    assert "content-encoding" not in headers
+
+
+def test_percent_decoded_and_normalised_names(port):
+    assert get(port, "/static/with%20space.txt")[::2] == (200, b"space\n")
+    assert get(port, "/static/%C3%A9.txt")[::2] == (200, b"accent\n")
+    assert get(port, "/static/sub/../a.txt")[::2] == (200, TEXT)
+    assert get(port, "/static/./sub//page.html?v=3")[::2] == (200, b"<p>page</p>\n")
+    assert get(port, "/static/empty.txt")[::2] == (200, b"")
+
+
+def test_head_has_headers_and_no_body(port):
+    with connect(port) as sock:
+        sock.sendall(b"HEAD /static/blob.bin HTTP/1.1\r\nHost: t\r\n\r\n"
+                     b"GET /static/a.txt HTTP/1.1\r\nHost: t\r\n\r\n")
+        buf = bytearray()
+        status, headers = read_head(sock, buf)
+        assert (status, headers["content-length"]) == (200, str(len(BLOB)))
+        assert headers["content-type"] == "application/octet-stream"
+        # The next bytes are the next response's: no body came after the HEAD's head.
+        assert read_response(sock, buf)[::2] == (200, TEXT)
+        assert not buf
+
+
+@pytest.mark.parametrize("condition", [
+    f"If-None-Match: {ETAG}",
+    f'If-None-Match: "other", W/{ETAG}',
+    "If-None-Match: *",
+    f"If-Modified-Since: {LAST_MODIFIED}",
+    f"If-Modified-Since: {formatdate(MTIME + 3600, usegmt=True)}",
+])
+def test_not_modified(port, condition):
+    with connect(port) as sock:
+        sock.sendall(f"GET /static/a.txt HTTP/1.1\r\nHost: t\r\n{condition}\r\n\r\n"
+                     "GET /static/a.txt HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+        buf = bytearray()
+        status, headers, body = read_response(sock, buf)
+        assert (status, body) == (304, b"")
+        assert headers["etag"] == ETAG and headers["last-modified"] == LAST_MODIFIED
+        assert "content-length" not in headers
+        assert read_response(sock, buf)[::2] == (200, TEXT)  # the 304 carried no body
+
+
+@pytest.mark.parametrize("condition", [
+    'If-None-Match: "other"',
+    f"If-Modified-Since: {formatdate(MTIME - 1, usegmt=True)}",
+    "If-Modified-Since: not a date",
+    f'If-None-Match: "other"\r\nIf-Modified-Since: {LAST_MODIFIED}',  # If-None-Match decides
+])
+def test_modified_gets_the_file(port, condition):
+    assert get(port, "/static/a.txt", condition)[::2] == (200, TEXT)
+
+
+@pytest.mark.parametrize("target", [
+    "/static/../secret.txt",
+    "/static/../../../../../../etc/passwd",
+    "/static/%2e%2e/secret.txt",
+    "/static/%2E%2E%2Fsecret.txt",
+    "/static/..%2fsecret.txt",
+    "/static/sub/../../secret.txt",
+    "/static//etc/passwd",
+    "/static/evil",
+    "/static/evil_dir/secret.txt",
+    "/static/sibling",
+    "/static/a.txt%00.png",
+    "/static/%00",
+])
+def test_nothing_outside_the_root(port, target):
+    missing = get(port, "/static/no-such-file")
+    status, headers, body = get(port, target)
+    assert status == 404
+    assert SECRET not in body
+    # The same answer as for a file that does not exist: nothing tells what is outside.
+    assert (body, headers["content-type"]) == (missing[2], missing[1]["content-type"])
+
+
+@pytest.mark.parametrize("target", ["/static/sub", "/static/sub/", "/static/", "/static/sub/.",
+                                    "/static/a.txt/", "/static/fifo", "/static/no-such-file"])
+def test_directories_special_files_and_missing_are_404(port, target):
+    # /static/sub/ has an index.html, but directories are never served (no listing, no index).
+    assert get(port, target)[0] == 404
+
+
+def test_other_methods_are_405(port):
+    with connect(port) as sock:
+        sock.sendall(b"POST /static/a.txt HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc"
+                     b"DELETE /static/a.txt HTTP/1.1\r\nHost: t\r\n\r\n"
+                     b"GET /static/a.txt HTTP/1.1\r\nHost: t\r\n\r\n")
+        buf = bytearray()
+        for _ in range(2):
+            status, headers, _ = read_response(sock, buf)
+            assert (status, headers["allow"]) == (405, "GET, HEAD")
+        assert read_response(sock, buf)[::2] == (200, TEXT)
+
+
+def test_pipelined_files_come_back_in_order(port):
+    names = ["a.txt", "blob.bin", "sub/page.html", "blob.bin", "no-such-file", "a.txt"]
+    with connect(port) as sock:
+        sock.sendall(b"".join(b"GET /static/%s HTTP/1.1\r\nHost: t\r\n\r\n" % n.encode() for n in names))
+        buf = bytearray()
+        answers = [read_response(sock, buf)[::2] for _ in names]
+    assert answers == [(200, TEXT), (200, BLOB), (200, b"<p>page</p>\n"), (200, BLOB),
+                       (404, b"Not Found\n"), (200, TEXT)]
+
+
+@pytest.mark.parametrize("spec, status, part, content_range", [
+    ("bytes=0-9", 206, TEXT[0:10], f"bytes 0-9/{len(TEXT)}"),
+    ("bytes=5-", 206, TEXT[5:], f"bytes 5-{len(TEXT) - 1}/{len(TEXT)}"),
+    ("bytes=-4", 206, TEXT[-4:], f"bytes {len(TEXT) - 4}-{len(TEXT) - 1}/{len(TEXT)}"),
+    ("bytes=3-1000", 206, TEXT[3:], f"bytes 3-{len(TEXT) - 1}/{len(TEXT)}"),
+    ("bytes=1000-", 416, None, f"bytes */{len(TEXT)}"),
+    ("bytes=0-1,4-5", 200, TEXT, None),  # several ranges: ignored, the whole file
+    ("bytes=5-2", 200, TEXT, None),  # invalid: ignored
+    ("lines=1-2", 200, TEXT, None),
+])
+def test_single_byte_ranges(port, spec, status, part, content_range):
+    got_status, headers, body = get(port, "/static/a.txt", f"Range: {spec}")
+    assert got_status == status
+    assert headers.get("content-range") == content_range
+    if part is not None:
+        assert body == part and headers["content-length"] == str(len(part))
+
+
+def test_range_of_large_file_and_if_range(port):
+    status, headers, body = get(port, "/static/blob.bin", "Range: bytes=1000000-1999999")
+    assert (status, body) == (206, BLOB[1000000:2000000])
+    assert get(port, "/static/a.txt", "Range: bytes=0-1", f"If-Range: {ETAG}")[::2] == (206, TEXT[:2])
+    assert get(port, "/static/a.txt", "Range: bytes=0-1", 'If-Range: "old"')[::2] == (200, TEXT)
+
+
+def _worker_pid(server: Server) -> int:
+    children = Path(f"/proc/{server.proc.pid}/task/{server.proc.pid}/children")
+    return wait_until(lambda: [int(p) for p in children.read_text().split()], message="a worker")[0]
+
+
+def _open_on(pid: int, path: Path) -> int:
+    count = 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            count += os.readlink(f"/proc/{pid}/fd/{fd}") == str(path)
+        except FileNotFoundError:
+            pass
+    return count
+
+
+def test_stalled_download_blocks_nobody_and_closes_its_file_on_abort(start_server, tmp_path):
+    big = tmp_path / "big.bin"
+    with open(big, "wb") as f:
+        f.truncate(64 * 1024 * 1024)  # sparse: more than the socket buffers hold
+    server = start_server("-w", "1", "-b", "127.0.0.1:0", "--static-root", str(tmp_path))
+    worker = _worker_pid(server)
+    reader = socket.socket()
+    reader.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    reader.connect(("127.0.0.1", server.port))
+    reader.sendall(b"GET /static/big.bin HTTP/1.1\r\nHost: t\r\n\r\n")
+    reader.recv(100)  # the response started; now it stalls, unread
+    wait_until(lambda: _open_on(worker, big) == 1, message="the file open in the worker")
+    # The same single worker keeps serving while that file waits for EPOLLOUT.
+    with connect(server.port) as sock:
+        sock.sendall(b"GET /plaintext HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert read_response(sock)[::2] == (200, b"Hello, World!")
+    assert _open_on(worker, big) == 1
+    reader.close()  # unread data: the kernel resets the connection
+    wait_until(lambda: _open_on(worker, big) == 0, message="the file closed after the abort")
+    with connect(server.port) as sock:  # the whole file, far beyond what one sendfile turn sends
+        sock.sendall(b"GET /static/big.bin HTTP/1.1\r\nHost: t\r\n\r\n"
+                     b"GET /static/big.bin HTTP/1.1\r\nHost: t\r\nRange: bytes=-3\r\n\r\n")
+        buf = bytearray()
+        status, _, body = read_response(sock, buf)
+        assert (status, len(body)) == (200, 64 * 1024 * 1024) and body.count(0) == len(body)
+        assert read_response(sock, buf)[::2] == (206, b"\0\0\0")
+    wait_until(lambda: _open_on(worker, big) == 0, message="the file closed once sent")
+
+
+def test_without_static_root_there_is_no_static(start_server, tmp_path):
+    (tmp_path / "a.txt").write_bytes(TEXT)
+    server = start_server("-w", "1", "-b", "127.0.0.1:0", cwd=tmp_path)
+    assert get(server.port, "/static/a.txt")[0] == 404
+    assert b"/static/" not in get(server.port, "/")[2]
+
+
+def test_missing_root_is_logged_and_answers_404(start_server, tmp_path):
+    missing = tmp_path / "nowhere"
+    server = start_server("-w", "1", "-b", "127.0.0.1:0", "--static-root", str(missing))
+    assert get(server.port, "/static/a.txt")[0] == 404
+    server.wait_for_log(r"static_root '%s' .*is not a directory" % missing)
+    assert get(server.port, "/plaintext")[0] == 200
