@@ -73,7 +73,13 @@ def test_validated_app_routes(start_server, dispatch):
             "wsgi.multiprocess": False, "wsgi.run_once": False, "wsgi.input_terminated": True,
         }
         assert {key: environ.get(key) for key in expected} == expected
-        assert environ["wsgi.version"] == [1, 0]
+        assert environ["wsgi.version"] == [1, 0] and environ["test.changed_before"] is False
+        # The same head again and again on this connection: the same environ, never the app's changes.
+        for _ in range(3):
+            again = json.loads(get(sock, buf, "/environ/caf%C3%A9/a%2Fb?x=%41&y=1",
+                                   headers=["X-Multi: a", "X-Multi: b", "X_Multi: shadow",
+                                            "Cookie: a=1", "Cookie: b=2", "Content-Type: text/x-test"])[2])
+            assert again == environ
         assert "HTTP_CONTENT_TYPE" not in environ and "HTTP_CONTENT_LENGTH" not in environ
 
         payload = b"line one\nline two\n" + bytes(range(256)) * 40 + b"\nlast"

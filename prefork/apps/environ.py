@@ -109,9 +109,19 @@ class EnvironBuilder:
 
     A copy of a per-worker template holding the constant keys, then the request's own: copying
     measured faster than a dict literal of all the keys.
+
+    A repeated head costs one copy: the parser returns the very same `Request` when a
+    connection sends the same bodiless head again (keep-alive polling, health checks, load
+    tests), and the environ is a pure function of that request and its connection. So the
+    second time a Request is seen its environ is kept (a copy: apps may change theirs), and
+    from the third time on it is copied from there.
     """
 
     def __init__(self, config, multithread: bool):
+        # conn.fd -> (request, environ, or None when seen once): one entry per descriptor, so
+        # bounded by the open-file limit. A Request comes from one connection's parser only,
+        # and the entry keeps it alive, so `is` on it is a safe test.
+        self.repeats: dict = {}
         self.template = {
             # Every key a request sets is here too, so the copy never has to grow.
             "REQUEST_METHOD": "", "SCRIPT_NAME": "", "PATH_INFO": "", "QUERY_STRING": "", "RAW_URI": "",
@@ -128,6 +138,22 @@ class EnvironBuilder:
         }
 
     def build(self, conn, request, body) -> dict:
+        fd = conn.fd
+        seen = self.repeats.get(fd)
+        if seen is not None and seen[0] is request:
+            environ = seen[1]
+            if environ is not None:
+                environ = environ.copy()
+                environ["wsgi.input"] = body
+                return environ
+            environ = self._build(conn, request, body)
+            self.repeats[fd] = (request, environ.copy())
+            return environ
+        if not request.has_body:  # only bodiless heads are ever repeated by the parser
+            self.repeats[fd] = (request, None)
+        return self._build(conn, request, body)
+
+    def _build(self, conn, request, body) -> dict:
         environ = self.template.copy()
         target = request.target
         path, _, query = target.partition(b"?")

@@ -59,6 +59,10 @@ def hello(environ, start_response):
 
 def environ_dump(environ, start_response):
     keys = {k: v for k, v in environ.items() if isinstance(v, (str, bool, tuple))}
+    # An app may change its environ: the next request must not see it (the server memoizes).
+    keys["test.changed_before"] = environ.get("test.changed", False)
+    environ["test.changed"] = True
+    environ["PATH_INFO"] = "/changed"
     return _json(start_response, keys)
 
 
