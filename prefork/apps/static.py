@@ -158,15 +158,8 @@ def send(conn, fd: int, status: int, lines: bytes, offset: int, count: int) -> N
         os.close(fd)
         conn.end()
 
-    def begin() -> None:
-        if not conn.closed:  # else on_abort has closed fd already
-            conn.send_file(fd, offset, count, sent)
-
     conn.on_abort = lambda: os.close(fd)  # the connection closed before the file was sent
-    # Started from a timer of this loop turn, after the caller's flush(): that flush ends in
-    # drained() -> update_interest(), which would drop the EPOLLOUT a waiting send_file needs
-    # (HttpConnection.drained does not know about file_job; with it fixed, call send_file here).
-    conn.reactor.call_later(0, begin)
+    conn.send_file(fd, offset, count, sent)
 
 
 def not_found(conn) -> None:

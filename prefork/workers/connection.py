@@ -174,7 +174,10 @@ class HttpConnection(Stream):
     def drained(self) -> None:
         """All output is sent: set the deadline that fits what the connection waits for now."""
         if self.busy or self.body is not None:
-            self.update_interest()  # the app's turn, or body_timeout already set on progress
+            # The app's turn, or body_timeout already set on progress. A file being sent keeps
+            # the EPOLLOUT interest _send_file asked for.
+            if self.file_job is None:
+                self.update_interest()
             return
         parser = self.parser
         if parser.pos != len(parser.buf):
@@ -354,23 +357,11 @@ class HttpConnection(Stream):
     def _send_file(self) -> None:
         if self.closed:
             return
-        out = self.out
-        if out:  # the response head and anything queued before the file go first
-            data = out[0] if len(out) == 1 else b"".join(out)
-            try:
-                sent = self.sock.send(data)
-            except (BlockingIOError, InterruptedError):
-                sent = 0
-            except OSError:
-                self.abort()
-                return
-            if sent < len(data):
-                out[:] = [memoryview(data)[sent:]]
-                self.out_len = len(data) - sent
+        # The response head and anything queued before the file go first.
+        if self.out and not self.send_queued():
+            if not self.closed:
                 self._wait_writable()
-                return
-            out.clear()
-            self.out_len = 0
+            return
         job = self.file_job
         fd, offset, count, done = job
         while count:
