@@ -398,7 +398,9 @@ class ThreadResponse(_Response):
     __slots__ = ("conn", "queues", "head_only", "http11", "credit")
 
     def __init__(self, conn, queues, environ, head_only: bool, http11: bool):
-        super().__init__(environ)
+        self.environ = environ
+        self.status = self.headers = self.remaining = self.whole = self.result = None
+        self.head_sent = False
         self.conn = conn
         self.queues = queues
         self.head_only = head_only
@@ -414,8 +416,12 @@ class ThreadResponse(_Response):
         self.result = result
         try:
             if type(result) is list and not self.head_sent:
-                body = _join_body(result)
+                body = result[0] if len(result) == 1 else _join_body(result)
+                if body.__class__ is not bytes:
+                    body = _join_body(result)
                 code, lines, length = self.head()
+                if length is not None and length == len(body) and code >= 200:
+                    return self.conn.respond_later, (code, lines, body)  # the common case
                 return self._whole(code, lines, length, body)
             if type(result) is FileWrapper and not self.head_sent:
                 final = self._file(result)
