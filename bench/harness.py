@@ -458,8 +458,8 @@ numbers across runs or machines.
 ## How to reproduce
 
     pip install -e . && apt-get install -y nginx-light wrk libev-dev
-    python bench/core.py             # issue 2: one worker vs nginx (3 rounds x 10 s, about 2 min)
-    python bench/peers.py            # issue 4: WSGI/ASGI peers (installs bench/.venv-peers; 2 rounds x 10 s)
+    python bench/core.py             # issue 2: one worker vs nginx (3 rounds x 10 s, 3 to 6 min)
+    python bench/peers.py            # issue 4: WSGI/ASGI peers (installs bench/.venv-peers; 2 rounds x 10 s, 6 to 12 min)
     pip install py-spy && python bench/hotspots.py   # where a worker spends its time under wrk
 
 Options: `--rounds N`, `--duration S`, `--quick` (1 round x 3 s, for trying the script), `--no-doc`
@@ -493,18 +493,25 @@ Options: `--rounds N`, `--duration S`, `--quick` (1 round x 3 s, for trying the 
 """
 
 
+SECTIONS = ("core", "peers")  # the order of the sections in docs/benchmarks.md
+
+
 def update_doc(section: str, body: str) -> None:
-    """Replace (or append) the section between <!-- BEGIN section --> and <!-- END section -->."""
-    begin, end = f"<!-- BEGIN {section} -->", f"<!-- END {section} -->"
-    text = DOC.read_text() if DOC.exists() else DOC_HEADER
-    block = f"{begin}\n{body.rstrip()}\n{end}"
-    if begin in text and end in text:
-        head, rest = text.split(begin, 1)
-        text = head + block + rest.split(end, 1)[1]
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
+    """Rewrite docs/benchmarks.md: the header above, then each section between its markers.
+
+    The section given gets body; the others keep what the last run of their script wrote.
+    """
+    text = DOC.read_text() if DOC.exists() else ""
+    blocks = {}
+    for name in SECTIONS:
+        begin, end = f"<!-- BEGIN {name} -->", f"<!-- END {name} -->"
+        if begin in text and end in text:
+            blocks[name] = text.split(begin, 1)[1].split(end, 1)[0].strip("\n")
+    blocks[section] = body.rstrip()
+    parts = [DOC_HEADER.rstrip()]
+    parts += [f"<!-- BEGIN {name} -->\n{blocks[name]}\n<!-- END {name} -->" for name in SECTIONS if name in blocks]
     DOC.parent.mkdir(exist_ok=True)
-    DOC.write_text(text)
+    DOC.write_text("\n\n".join(parts) + "\n")
 
 
 def fmt_ratio(value: float | None) -> str:
