@@ -483,7 +483,7 @@ Options: `--rounds N`, `--duration S`, `--quick` (1 round x 3 s, for trying the 
   before and after, in % of one core (a lower bound: processes that start and end within the
   run are not seen).
   Above ~10 % the numbers of that round are disturbed. Before each measurement the script waits
-  (up to `--quiet-wait` 30 s) until other programs use less than `--quiet` 15 % of a core, and a
+  (up to `--quiet-wait` 15 s) until other programs use less than `--quiet` 15 % of a core, and a
   measurement during which they used more than `--retry-above` 25 % is repeated once (the quieter
   attempt is kept). The per-round tables show the foreign load of every measurement.
 - "Server core busy" is the server's CPU time over the wall time of the run. Near 100 % the server
@@ -529,7 +529,7 @@ def common_arguments(parser, rounds: int, duration: float) -> None:
                              "(default -10; 0 runs them at normal priority)")
     parser.add_argument("--quiet", type=float, default=15.0,
                         help="before each measurement wait until other programs use less than this %% of a core")
-    parser.add_argument("--quiet-wait", type=float, default=30.0,
+    parser.add_argument("--quiet-wait", type=float, default=15.0,
                         help="seconds to wait for that at most (0: do not wait)")
     parser.add_argument("--retry-above", type=float, default=25.0,
                         help="repeat a measurement once if other programs used more than this %% of a core")
