@@ -110,3 +110,25 @@ def test_builtin_demo_routes(start_server, dispatch):
         assert fetch(server.port, bad) == (400, b"ms must be an integer from 0 to 10000\n"), bad
     status, home = fetch(server.port, "/")
     assert status == 200 and b"/sleep?ms=" in home and b"/cpu?ms=" in home
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(30)
+def test_a_burst_beyond_the_request_queue_waits_in_its_connections(start_server):
+    # One thread: the queue takes 128 requests; the other 22 wait in their connections (no
+    # socket read, no queue growth) and go to the queue as slots free up, oldest first.
+    server = start_server("plain:app", "--chdir", APPS, "-w", "1", "-b", "127.0.0.1:0",
+                          "--dispatch", "threads", "--threads", "1")
+    socks = [connect(server.port) for _ in range(150)]
+    try:
+        for number, sock in enumerate(socks):
+            sock.sendall(f"GET /sleep?ms=10&n={number} HTTP/1.1\r\nHost: x\r\n\r\n"
+                         f"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        for sock in socks:
+            buf = bytearray()
+            assert read_response(sock, buf)[::2] == (200, b"slept")
+            assert read_response(sock, buf)[::2] == (200, b"Hello, World!")
+    finally:
+        for sock in socks:
+            sock.close()
+    assert "Traceback" not in server.log()
