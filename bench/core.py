@@ -121,14 +121,8 @@ def report(results: dict, info: dict, args) -> str:
         "| --- | " + " | ".join("---" for _ in results) + " |",
     ]
     for round_index in range(args.rounds):
-        cells = []
-        for runs in results.values():
-            run = runs[round_index] if round_index < len(runs) else None
-            if run is None or "error" in run:
-                cells.append("failed")
-            else:
-                cells.append(f"{run['rps']:,.0f}/s, {run['p99_ms']:.2f} ms, {run['cpu_us_per_request']:.1f} us, "
-                             f"{100 * run['foreign_cpu']:.0f}%")
+        cells = [harness.round_cell(runs[round_index] if round_index < len(runs) else None)
+                 for runs in results.values()]
         lines.append(f"| {round_index + 1} | " + " | ".join(cells) + " |")
     lines += ["", "Servers:", ""]
     for spec in specs():

@@ -15,6 +15,7 @@ import datetime
 import os
 import platform
 import re
+import resource
 import signal
 import socket
 import statistics
@@ -279,8 +280,6 @@ def run_wrk(url: str, duration: float, connections: int = 64) -> tuple[dict, str
 
 def measure(spec: ServerSpec, workdir: Path, duration: float, warmup: float) -> dict:
     """Start the server, warm it up, measure one wrk run with CPU accounting, stop it."""
-    import resource
-
     server = RunningServer(spec, workdir)
     try:
         server.wait_ready()
@@ -392,6 +391,15 @@ def run_rounds(specs: list[ServerSpec], rounds: int, duration: float, warmup: fl
             result["round"] = round_index + 1
             results[spec.name].append(result)
     return results
+
+
+def round_cell(run: dict | None) -> str:
+    """One measurement in a per-round table: req/s, p99, CPU per request, foreign load, notes."""
+    if run is None or "error" in run:
+        return "failed"
+    cell = (f"{run['rps']:,.0f}/s, {run['p99_ms']:.2f} ms, {run['cpu_us_per_request']:.1f} us, "
+            f"{100 * run['foreign_cpu']:.0f}%")
+    return cell + (f" ({run['note']})" if run.get("note") else "")
 
 
 def medians(runs: list[dict]) -> dict | None:

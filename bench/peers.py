@@ -198,13 +198,7 @@ def report(results: dict, not_measured: dict, versions: dict, info: dict, args, 
         "| --- | " + " | ".join("---" for _ in range(args.rounds)) + " |",
     ]
     for name, runs in results.items():
-        cells = []
-        for run_result in runs:
-            if "error" in run_result:
-                cells.append("failed")
-            else:
-                cells.append(f"{run_result['rps']:,.0f}/s, {run_result['p99_ms']:.2f} ms, "
-                             f"{run_result['cpu_us_per_request']:.1f} us, {100 * run_result['foreign_cpu']:.0f}%")
+        cells = [harness.round_cell(run_result) for run_result in runs]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     prefix = f"nice -n {harness.PRIORITY['nice']} taskset -c 0" if harness.PRIORITY["nice"] else "taskset -c 0"
     lines += ["", f"Servers, as started (PORT is a free port; `{prefix}` in front of each):", ""]
