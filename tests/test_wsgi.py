@@ -96,6 +96,9 @@ def test_validated_app_routes(start_server, dispatch):
         assert (status, body) == (200, b"written-then-returned")
         status, headers, body = get(sock, buf, "/exc-info")
         assert (status, body) == (503, b"handled by the app")
+        assert get(sock, buf, "/errors")[::2] == (200, b"logged")
+        server.wait_for_log("app says: first line")
+        server.wait_for_log("app says: second line")
         status, headers, body = get(sock, buf, "/no-content")
         assert (status, body, "content-length" in headers) == (204, b"", False)
         status, headers, body = get(sock, buf, "/hello", method="HEAD")
@@ -132,7 +135,7 @@ def test_app_errors_are_500_and_the_worker_keeps_serving(start_server, dispatch)
             assert get(sock, buf, "/hello")[:3:2] == (200, b"Hello, World!")
     log = server.log()
     assert "RuntimeError: boom: the app failed" in log  # the traceback is in the error log only
-    assert log.count("Traceback") == 1
+    assert log.count("Traceback") == 1  # only /fail's so far
 
     # A failure after the body started cannot be a 500: the response is cut short instead.
     with connect(server.port) as sock:
@@ -141,6 +144,12 @@ def test_app_errors_are_500_and_the_worker_keeps_serving(start_server, dispatch)
     assert raw.startswith(b"HTTP/1.1 200 OK") and b"first part" in raw
     assert not raw.endswith(b"0\r\n\r\n")  # no last chunk: the client can tell it is incomplete
     server.wait_for_log("boom: failed mid-stream")
+    with connect(server.port) as sock:  # start_response(exc_info) after the head: re-raised
+        sock.sendall(b"GET /exc-info-late HTTP/1.1\r\nHost: x\r\n\r\n")
+        raw = recv_until_closed(sock)
+    assert raw.startswith(b"HTTP/1.1 200 OK") and b"head sent" in raw and b"never sent" not in raw
+    assert not raw.endswith(b"0\r\n\r\n")
+    server.wait_for_log("ValueError: late trouble")
     with connect(server.port) as sock:
         assert get(sock, bytearray(), "/hello")[2] == b"Hello, World!"
 

@@ -125,6 +125,26 @@ def exc_info_page(environ, start_response):
     return [b"handled by the app"]
 
 
+def exc_info_late(environ, start_response):
+    """exc_info after the head went out: start_response re-raises, the response is cut short."""
+    start_response("200 OK", TEXT)
+    yield b"head sent"
+    try:
+        raise ValueError("late trouble")
+    except ValueError:
+        start_response("500 Internal Server Error", TEXT, sys.exc_info())
+    yield b"never sent"
+
+
+def errors_stream(environ, start_response):
+    errors = environ["wsgi.errors"]
+    errors.write("app says: first line\napp says: second")
+    errors.writelines([" line\n"])
+    errors.flush()
+    start_response("200 OK", TEXT)
+    return [b"logged"]
+
+
 def fail(environ, start_response):
     raise RuntimeError("boom: the app failed")
 
@@ -196,6 +216,8 @@ ROUTES = {
     "/big": big,
     "/write": write_then_iterate,
     "/exc-info": exc_info_page,
+    "/exc-info-late": exc_info_late,
+    "/errors": errors_stream,
     "/fail": fail,
     "/fail-after-start": fail_after_start,
     "/closable": closable,
