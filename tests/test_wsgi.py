@@ -234,3 +234,18 @@ def test_factory_and_load_errors(start_server, tmp_path):
     for spec, message in checks.items():
         result = subprocess.run(PREFORK + ["-t", spec, "--chdir", APPS], capture_output=True, text=True, timeout=30)
         assert result.returncode == 1 and message in result.stderr, (spec, result.stderr)
+
+
+@pytest.mark.parametrize("dispatch", DISPATCH)
+def test_large_streams_pause_and_resume(start_server, dispatch):
+    # Far above high_water (256 KiB): the producer pauses and resumes many times.
+    server = start_app(start_server, "plain:app", dispatch)
+    sock, buf = connect(server.port), bytearray()
+    with sock:
+        status, headers, body = get(sock, buf, "/big?mb=20")
+        assert (status, len(body), body.count(b"x")) == (200, 20 << 20, 20 << 20)
+        status, headers, body = get(sock, buf, "/stream?n=3000&size=1000")
+        assert (status, headers["transfer-encoding"], len(body)) == (200, "chunked", 3_000_000)
+        assert body == b"".join(bytes([97 + i % 26]) * 1000 for i in range(3000))
+        assert get(sock, buf, "/hello")[2] == b"Hello, World!"
+    assert_clean(server)
