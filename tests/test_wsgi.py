@@ -156,7 +156,7 @@ def test_app_errors_are_500_and_the_worker_keeps_serving(start_server, dispatch)
 
 @pytest.mark.parametrize("dispatch", DISPATCH)
 def test_file_wrapper_is_sent_with_sendfile(start_server, dispatch, tmp_path):
-    data = os.urandom(3 << 20)
+    data = os.urandom(12 << 20)  # well beyond the socket buffers: sendfile must wait for EPOLLOUT
     path = tmp_path / "data.bin"
     path.write_bytes(data)
     server = start_app(start_server, "plain:raw", dispatch)
