@@ -91,10 +91,15 @@ class HttpConnection(Stream):
         if self.lingering:
             return
         parser = self.parser
-        if parser.pos == len(parser.buf) and not self.busy and self.body is None:
-            # The first byte of a new request head: its header_timeout starts now.
-            self.head_started = self.reactor.now
-        parser.feed(data)
+        if parser.pos == len(parser.buf):
+            if not self.busy and self.body is None:
+                # The first byte of a new request head: its header_timeout starts now.
+                self.head_started = self.reactor.now
+            # RequestParser.feed() for its common case, nothing left over: take the bytes as they are.
+            parser.buf = data
+            parser.pos = 0
+        else:
+            parser.feed(data)
         self.process()
         self.flush()
 
@@ -120,7 +125,8 @@ class HttpConnection(Stream):
     def process(self) -> None:
         """Turn buffered input into requests until the parser needs data or a response is pending."""
         parser = self.parser
-        high_water = self.worker.high_water
+        worker = self.worker
+        high_water = worker.high_water
         while not self.busy and not self.closing:
             if self.out_len > high_water:
                 # Backpressure: leave the rest of the pipeline unparsed until the output drains.
@@ -133,27 +139,44 @@ class HttpConnection(Stream):
                 return
             kind = type(event)
             if kind is Request:
-                self.request = event
-                if not event.has_body:
-                    self.dispatch(event, _EMPTY)
-                    if parser.pos == len(parser.buf):
-                        return  # nothing more buffered: skip asking the parser for NEED_DATA
+                self.request = request = event
+                if event.has_body:
+                    self.body = BytesIO()
+                    self.body_size = 0
+                    if event.expect_continue and not parser.buffered:
+                        self.write(http.CONTINUE)
+                    self.deadline.set(self.reactor.now + worker.config.body_timeout)
                     continue
-                self.body = BytesIO()
-                self.body_size = 0
-                if event.expect_continue and not parser.buffered:
-                    self.write(http.CONTINUE)
-                self.deadline.set(self.reactor.now + self.worker.config.body_timeout)
+                body = _EMPTY
             elif kind is Data:
                 self._add_body(event.data)
+                continue
             elif kind is EndOfMessage:
+                request = self.request
                 body, self.body = self.body, None
                 body.seek(0)
-                self.dispatch(self.request, body)
             else:
                 if event is CLOSED and not self.busy:
                     self.closing = True
                 return
+            # Hand the request to the app (written out here, not in a method: once per request).
+            self.busy = True
+            self.status = 0
+            self.keep_alive = request.keep_alive
+            self.head_only = request.method == b"HEAD"
+            self.deadline.when = 0.0  # Deadline.clear(), inline: no timeout while the app works
+            worker.requests += 1
+            if worker.requests == worker.max_requests:
+                worker.recycle()
+            self.dispatching = True
+            try:
+                worker.handler(self, request, body)
+            except Exception:
+                self.handler_failed()
+            finally:
+                self.dispatching = False
+            if parser.pos == len(parser.buf):
+                return  # nothing more buffered: skip asking the parser for NEED_DATA
 
     def _add_body(self, data: bytes) -> None:
         body = self.body
@@ -218,28 +241,14 @@ class HttpConnection(Stream):
 
     # -- to the app and back --------------------------------------------------------------------
 
-    def dispatch(self, request: Request, body) -> None:
-        self.busy = True
-        self.status = 0
-        self.keep_alive = request.keep_alive
-        self.head_only = request.method == b"HEAD"
-        self.deadline.when = 0.0  # Deadline.clear(), inline: no timeout while the app works
-        worker = self.worker
-        worker.requests += 1
-        if worker.requests == worker.max_requests:
-            worker.recycle()
-        self.dispatching = True
-        try:
-            worker.handler(self, request, body)
-        except Exception:
-            worker.log.exception("unhandled error in request handler")
-            if self.busy and not self.status:
-                self.respond(500, b"Content-Type: text/plain\r\nContent-Length: 22\r\n", b"Internal Server Error\n")
-            elif self.busy:
-                self.keep_alive = False
-                self.end()
-        finally:
-            self.dispatching = False
+    def handler_failed(self) -> None:
+        """The handler raised: answer 500 if nothing was sent yet, else cut the response short."""
+        self.worker.log.exception("unhandled error in request handler")
+        if self.busy and not self.status:
+            self.respond(500, b"Content-Type: text/plain\r\nContent-Length: 22\r\n", b"Internal Server Error\n")
+        elif self.busy:
+            self.keep_alive = False
+            self.end()
 
     def respond(self, status: int, headers: bytes, body: bytes) -> None:
         """A whole response: `headers` are serialized lines (framing included), body the payload."""
@@ -357,11 +366,12 @@ class HttpConnection(Stream):
     def _send_file(self) -> None:
         if self.closed:
             return
-        # The response head and anything queued before the file go first.
-        if self.out and not self.send_queued():
-            if not self.closed:
-                self._wait_writable()
-            return
+        if self.out:
+            # The response head and anything queued before the file go first; what does not fit
+            # waits for EPOLLOUT, which flush() asks for (events come back to _on_file_events).
+            self.flush()
+            if self.closed or self.out:
+                return
         job = self.file_job
         fd, offset, count, done = job
         while count:

@@ -98,35 +98,27 @@ class Stream:
             self.out.append(data)
             self.out_len += len(data)
 
-    def send_queued(self) -> bool:
-        """One send() of what is queued; True when all of it went out (False also after abort)."""
-        out = self.out
-        data = out[0] if len(out) == 1 else b"".join(out)
-        try:
-            sent = self.sock.send(data)
-        except (BlockingIOError, InterruptedError):
-            sent = 0
-        except OSError:
-            self.abort()
-            return False
-        if sent == len(data):
-            out.clear()
-            self.out_len = 0
-            return True
-        out[:] = [memoryview(data)[sent:]]
-        self.out_len = len(data) - sent
-        return False
-
     def flush(self) -> None:
         """Send what is queued; what does not fit waits for EPOLLOUT."""
         if self.closed:
             return
-        if self.out:
-            before = self.out_len
-            if not self.send_queued():
-                if self.closed:
-                    return
-                if self.out_len < before or not self.deadline.when:
+        out = self.out
+        if out:
+            data = out[0] if len(out) == 1 else b"".join(out)
+            try:
+                sent = self.sock.send(data)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError:
+                self.abort()
+                return
+            if sent == len(data):
+                out.clear()
+                self.out_len = 0
+            else:
+                out[:] = [memoryview(data)[sent:]]
+                self.out_len = len(data) - sent
+                if sent or not self.deadline.when:
                     # Progress, or a first stall, starts the send_timeout; a stall does not extend it.
                     self.deadline.set(self.reactor.now + self.worker.config.send_timeout)
         if self.on_drain is not None and self.out_len < self.worker.high_water // 2:
