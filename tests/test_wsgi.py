@@ -249,3 +249,12 @@ def test_large_streams_pause_and_resume(start_server, dispatch):
         assert body == b"".join(bytes([97 + i % 26]) * 1000 for i in range(3000))
         assert get(sock, buf, "/hello")[2] == b"Hello, World!"
     assert_clean(server)
+
+
+@pytest.mark.parametrize("dispatch", DISPATCH)
+def test_an_app_closing_wsgi_input_harms_no_later_request(start_server, dispatch):
+    server = start_app(start_server, "closes_input:app", dispatch)
+    sock, buf = connect(server.port), bytearray()
+    for body in (b"", b"abc", b"", b""):
+        assert get(sock, buf, "/", method="POST" if body else "GET", body=body)[2] == b"read %d bytes" % len(body)
+    assert_clean(server)

@@ -35,7 +35,37 @@ _HTTP10 = b"1.0"
 _EPOLLOUT = EPOLLOUT
 _NOT_EPOLLOUT = ~EPOLLOUT
 _STATUS_LINES = http.STATUS_LINES
-_EMPTY = BytesIO(b"")
+
+
+class EmptyBody:
+    """The body of every request that has none: one shared instance, so nothing can change it
+    (closing it, as an app may close wsgi.input, does nothing)."""
+
+    __slots__ = ()
+
+    def read(self, size: int = -1) -> bytes:
+        return b""
+
+    def readline(self, size: int = -1) -> bytes:
+        return b""
+
+    def readlines(self, hint: int = -1) -> list:
+        return []
+
+    def __iter__(self):
+        return iter(())
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return 0
+
+    def tell(self) -> int:
+        return 0
+
+    def close(self) -> None:
+        pass
+
+
+_EMPTY = EmptyBody()
 # Parsed-but-unanswered input we keep before we stop reading the socket: a whole request head
 # fits, and a client that pipelines without reading is stopped by TCP flow control beyond it.
 _INPUT_LIMIT = 128 * 1024
