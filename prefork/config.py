@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import tomllib
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 
 class ConfigError(Exception):
@@ -91,7 +91,7 @@ def _check(setting: Setting, value: Any, where: str) -> Any:
         raise bad("expected true or false")
     if kind in ("int", "float"):
         if isinstance(value, bool):
-            raise bad(f"expected a number")
+            raise bad("expected a number")
         try:
             number = int(value) if kind == "int" else float(value)
         except (TypeError, ValueError):

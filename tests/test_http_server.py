@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from conftest import Server, connect, read_response, recv_until_closed, wait_until
+from conftest import Server, connect, read_response, recv_until_closed
 
 pytestmark = pytest.mark.timeout(60)
 

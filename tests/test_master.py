@@ -293,7 +293,7 @@ def test_killed_worker_is_replaced_in_its_slot_and_the_other_sees_nothing(start_
     wait_until(lambda: ok[0] > 20, 5, message="traffic on the surviving worker")
     os.kill(victim, signal.SIGKILL)
     killed = time.monotonic()
-    replaced = wait_until(lambda: [p for p, name in workers(master).items()
+    wait_until(lambda: [p for p, name in workers(master).items()
                                    if p not in (survivor, victim) and name.split()[2] == slot], 1.0,
                           message=f"a new worker in slot {slot} within 1s")
     assert time.monotonic() - killed < 1.0

@@ -210,7 +210,7 @@ def test_unix_socket_stale_file_is_replaced_and_a_live_one_refused(start_server,
     stale = socket.socket(socket.AF_UNIX)
     stale.bind(path)
     stale.close()  # the file stays, nobody listens: what a killed server leaves
-    server = start_server("-w", "1", "-b", f"unix:{path}", expect_ports=1)
+    start_server("-w", "1", "-b", f"unix:{path}", expect_ports=1)
     with socket.socket(socket.AF_UNIX) as sock:
         sock.settimeout(5)
         sock.connect(path)

@@ -18,7 +18,7 @@ import os
 import tempfile
 from io import BytesIO
 
-from prefork.http import CLOSED, NEED_DATA, Data, EndOfMessage, ProtocolError, Request, RequestParser
+from prefork.http import CLOSED, Data, EndOfMessage, ProtocolError, Request, RequestParser
 from prefork.http import response as http
 
 from .reactor import EPOLLIN, EPOLLOUT
@@ -135,11 +135,6 @@ class HttpConnection(Stream):
 
     def on_readable(self) -> None:
         self.on_events(EPOLLIN)
-
-    def on_data(self, data: bytes) -> None:
-        self.parser.feed(data)
-        self.process()
-        self.flush()
 
     def on_eof(self) -> None:
         if self.busy:
