@@ -406,3 +406,41 @@ def test_worker_connections_caps_open_connections(start_server):
     finally:
         for sock in idle:
             sock.close()
+
+
+def test_half_closed_client_waiting_for_a_slow_answer_costs_no_cpu(start_server):
+    """A client that shuts down its sending side after its request still gets the answer, and
+    the socket at EOF (readable forever under level-triggered epoll) does not make the worker spin."""
+    server = start_server("-w", "1", "-b", "127.0.0.1:0", "--threads", "2")
+    pid = worker_pid(server)
+    sock = connect(server.port)
+    sock.sendall(b"GET /sleep?ms=1500 HTTP/1.1\r\nHost: a\r\n\r\n")
+    sock.shutdown(socket.SHUT_WR)
+    before, started = cpu_seconds(pid), time.monotonic()
+    status, _, _ = read_response(sock)
+    spent, waited = cpu_seconds(pid) - before, time.monotonic() - started
+    assert status == 200 and waited >= 1.0
+    assert spent < 0.3 * waited, f"worker used {spent:.2f} s of CPU in {waited:.2f} s"
+    assert sock.recv(1) == b""  # and then it closes
+
+
+def open_spool_files(pid: int) -> int:
+    """Descriptors of the worker that point at deleted temporary files (spooled bodies)."""
+    count = 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}").endswith("(deleted)"):
+                count += 1
+        except OSError:
+            pass
+    return count
+
+
+def test_an_abandoned_upload_releases_its_spool_file_at_once(start_server):
+    server = start_server("-w", "1", "-b", "127.0.0.1:0", "--body-buffer-size", "1000")
+    pid = worker_pid(server)
+    sock = connect(server.port)
+    sock.sendall(b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 100000\r\n\r\n" + b"x" * 50000)
+    wait_until(lambda: open_spool_files(pid) == 1, 5, message="the body to be spooled to a file")
+    sock.close()  # gone before the body ended: the spool file must go now, not at body_timeout
+    wait_until(lambda: open_spool_files(pid) == 0, 3, message="the spool file to be closed")

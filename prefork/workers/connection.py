@@ -138,7 +138,10 @@ class HttpConnection(Stream):
 
     def on_eof(self) -> None:
         if self.busy:
-            return  # the response is still coming: write it, then close (see end())
+            # The response is still coming: write it, then close (see end()). Stop watching for
+            # input meanwhile: epoll is level-triggered, and a socket at EOF stays readable.
+            self.update_interest()
+            return
         self.closing = True
         self.flush()
 
@@ -369,6 +372,9 @@ class HttpConnection(Stream):
         if self.closed:
             return
         super().abort()
+        if self.body is not None:
+            self.body.close()  # a request body being received: its spool file goes now
+            self.body = None
         if self.on_abort is not None:
             # A producer (paused generator, handler thread, file) must stop and clean up.
             on_abort, self.on_abort = self.on_abort, None

@@ -34,6 +34,7 @@ class Timer:
 
     def cancel(self) -> None:
         self.cancelled = True
+        self.callback = None  # what it would have called can be freed now
 
 
 class Deadline:
@@ -44,19 +45,20 @@ class Deadline:
     moving it earlier pushes a new entry.
     """
 
-    __slots__ = ("reactor", "callback", "when", "armed_at")
+    __slots__ = ("reactor", "callback", "when", "armed_at", "timer")
 
     def __init__(self, reactor: "Reactor", callback):
         self.reactor = reactor
         self.callback = callback
         self.when = 0.0  # 0: no deadline
         self.armed_at = 0.0  # moment of the live heap entry, 0: none
+        self.timer = None  # the latest heap entry, cancelled by stop()
 
     def set(self, when: float) -> None:
         self.when = when
         if when and (not self.armed_at or when < self.armed_at):
             self.armed_at = when
-            self.reactor.call_at(when, self._fire)
+            self.timer = self.reactor.call_at(when, self._fire)
 
     def clear(self) -> None:
         self.when = 0.0
@@ -73,12 +75,19 @@ class Deadline:
             self.callback()
         elif when != self.armed_at:
             self.armed_at = when
-            self.reactor.call_at(when, self._fire)
+            self.timer = self.reactor.call_at(when, self._fire)
 
     def stop(self) -> None:
-        """Forget the deadline for good (the connection is closed)."""
+        """Forget the deadline for good (the connection is closed).
+
+        The heap entry stays until its time comes; cancelling it and dropping its callback
+        lets the closed connection go now, not up to a timeout later."""
         self.when = 0.0
         self.armed_at = 0.0
+        self.callback = None  # earlier heap entries may remain; they must not hold the connection
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
 
 
 class Reactor:
