@@ -10,7 +10,7 @@ import os
 
 import pytest
 
-from conftest import REPO, connect, read_response, recv_until_closed
+from conftest import REPO, connect, read_response, recv_until_closed, wait_until
 
 APPS = str(REPO / "tests" / "apps")
 DISPATCH = ["inline", "threads"]
@@ -258,3 +258,33 @@ def test_an_app_closing_wsgi_input_harms_no_later_request(start_server, dispatch
     for body in (b"", b"abc", b"", b""):
         assert get(sock, buf, "/", method="POST" if body else "GET", body=body)[2] == b"read %d bytes" % len(body)
     assert_clean(server)
+
+
+def recv_until_ends_with(sock, tail: bytes) -> bytes:
+    """Read until the bytes received end with tail (the socket's timeout bounds the wait)."""
+    raw = b""
+    while not raw.endswith(tail):
+        data = sock.recv(65536)
+        assert data, f"closed before {tail!r}; got {raw!r}"
+        raw += data
+    return raw
+
+
+@pytest.mark.parametrize("dispatch", DISPATCH)
+def test_204_and_304_never_carry_the_apps_body(start_server, dispatch):
+    # A body after a 204/304 head would be read as the start of the next response.
+    server = start_app(start_server, "framing:app", dispatch)
+    targets = ["/no-body?code=204", "/no-body?code=304", "/no-body?code=204&stream=1",
+               "/no-body?code=304&stream=1", "/hello"]
+    with connect(server.port, timeout=5) as sock:
+        sock.sendall(b"".join(b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % t.encode() for t in targets))
+        rest = recv_until_ends_with(sock, b"Hello, World!")
+    heads = []
+    for _ in range(4):
+        head, _, rest = rest.partition(b"\r\n\r\n")
+        heads.append(head)
+    assert [head[:13] for head in heads] == [b"HTTP/1.1 204 ", b"HTTP/1.1 304 "] * 2, heads
+    assert b"content-length" not in heads[0].lower() + heads[2].lower()  # RFC 9110 8.6: never on a 204
+    assert all(b"Content-Length: 2" in heads[i].split(b"\r\n") for i in (1, 3))  # a 304's is kept
+    assert rest.startswith(b"HTTP/1.1 200 OK\r\n") and rest.endswith(b"\r\n\r\nHello, World!"), rest
+    wait_until(lambda: server.log().count("which has none; it is dropped") == 4, 5, message="4 log lines")

@@ -34,7 +34,7 @@ log = logging.getLogger("prefork")
 _HOP_BY_HOP = frozenset(("connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
                          "trailer", "trailers", "transfer-encoding", "upgrade"))
 _TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
-_NO_BODY = frozenset((204, 304))  # and every 1xx: answered without a body or framing
+_NO_BODY = frozenset((204, 304))  # answered without a body, whatever the app sends (RFC 9112 6.3)
 _ERROR_HEADERS = b"Content-Type: text/plain\r\nContent-Length: 22\r\n"
 _ERROR_BODY = b"Internal Server Error\n"
 _CACHE_LIMIT = 512  # entries per memo table; they stop growing there (names and heads repeat)
@@ -98,12 +98,16 @@ def _build_head(status, headers) -> tuple[int, bytes, int | None]:
             if length is not None or not (number.isascii() and number.isdigit()):
                 raise ResponseError(f"invalid or repeated Content-Length {value!r}")
             length = int(number)
+            if code == "204":
+                lines.pop()  # a 204 must not have one (RFC 9110 8.6); a 304's tells the resource's length
     return int(code), b"".join(lines), length
 
 
 def whole_response(code: int, lines: bytes, length, body: bytes, head_only: bool, environ):
     """Frame a response whose whole body is known: (header lines, body, must close)."""
-    if code < 200 or code in _NO_BODY:
+    if code in _NO_BODY or code < 200:
+        if body:
+            _log_dropped_body(code, environ)
         return lines, b"", False
     if length is None:
         if head_only and not body:
@@ -116,6 +120,11 @@ def whole_response(code: int, lines: bytes, length, body: bytes, head_only: bool
     if len(body) > length:
         return lines, body[:length], False
     return lines, body, True  # a short body: the client sees it end with the connection
+
+
+def _log_dropped_body(code: int, environ) -> None:
+    log.error("%s %s: the app sent a body with a %d response, which has none; it is dropped",
+              environ["REQUEST_METHOD"], environ["PATH_INFO"], code)
 
 
 def _join_body(result) -> bytes:
@@ -294,7 +303,8 @@ class InlineResponse(_Response):
             code, lines, length = self.head()
             self.head_sent = True
             if code < 200 or code in _NO_BODY:
-                self.whole = (code, lines, length, b"")  # no body allowed: what the app sends is dropped
+                # No body allowed: whole_response() drops (and logs) it, and the rest is ignored.
+                self.whole = (code, lines, length, data)
                 return
             if length is not None:
                 self.remaining = length
@@ -420,7 +430,7 @@ class ThreadResponse(_Response):
                 if body.__class__ is not bytes:
                     body = _join_body(result)
                 code, lines, length = self.head()
-                if length is not None and length == len(body) and code >= 200:
+                if length is not None and length == len(body) and code >= 200 and code not in _NO_BODY:
                     return self.conn.respond_later, (code, lines, body)  # the common case
                 return self._whole(code, lines, length, body)
             if type(result) is FileWrapper and not self.head_sent:
@@ -462,7 +472,8 @@ class ThreadResponse(_Response):
             code, lines, length = self.head()
             self.head_sent = True
             if code < 200 or code in _NO_BODY:
-                self.whole = (code, lines, length, b"")  # no body allowed: what the app sends is dropped
+                # No body allowed: whole_response() drops (and logs) it, and the rest is ignored.
+                self.whole = (code, lines, length, data)
                 return
             if length is not None:
                 self.remaining = length
@@ -593,7 +604,7 @@ class InlineWsgi:
                 if body.__class__ is not bytes:
                     body = _join_body(result)
                 code, lines, length = response_head(status, response.headers)
-                if length is not None and length == len(body) and code >= 200:
+                if length is not None and length == len(body) and code >= 200 and code not in _NO_BODY:
                     conn.respond(code, lines, body)
                     return
                 lines, body, close = whole_response(code, lines, length, body, conn.head_only, environ)
