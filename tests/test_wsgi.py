@@ -288,3 +288,19 @@ def test_204_and_304_never_carry_the_apps_body(start_server, dispatch):
     assert all(b"Content-Length: 2" in heads[i].split(b"\r\n") for i in (1, 3))  # a 304's is kept
     assert rest.startswith(b"HTTP/1.1 200 OK\r\n") and rest.endswith(b"\r\n\r\nHello, World!"), rest
     wait_until(lambda: server.log().count("which has none; it is dropped") == 4, 5, message="4 log lines")
+
+
+@pytest.mark.parametrize("dispatch", DISPATCH)
+def test_an_informational_status_as_the_answer_is_a_500(start_server, dispatch):
+    # A 1xx is not a final response: sent as one, the client would take the next answer for this one's.
+    server = start_app(start_server, "framing:app", dispatch)
+    sock, buf = connect(server.port, timeout=5), bytearray()
+    with sock:
+        for status in ("100 Continue", "101 Switching Protocols", "103 Early Hints"):
+            for stream in ("", "&stream=1"):
+                target = f"/informational?status={status.replace(' ', '+')}{stream}"
+                assert get(sock, buf, target)[::2] == (500, b"Internal Server Error\n"), target
+                assert get(sock, buf, "/hello")[::2] == (200, b"Hello, World!"), target
+    wait_until(lambda: server.log().count("is informational (1xx), not a final response") == 6, 5,
+               message="6 log lines")
+    assert "Traceback" not in server.log()

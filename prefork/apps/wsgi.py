@@ -72,6 +72,9 @@ def _build_head(status, headers) -> tuple[int, bytes, int | None]:
     code = status[:3]
     if len(status) < 4 or status[3] != " " or not (code.isascii() and code.isdigit()) or code[0] == "0":
         raise ResponseError(f"status must be a 3-digit code, a space and a reason: {status!r}")
+    if code[0] == "1":
+        # The server sends 100 Continue itself; as the answer, the client would read the next one as this.
+        raise ResponseError(f"status {status!r} is informational (1xx), not a final response")
     if not isinstance(headers, list):
         raise ResponseError(f"headers must be a list, not {type(headers).__name__}")
     lines = []
@@ -105,7 +108,7 @@ def _build_head(status, headers) -> tuple[int, bytes, int | None]:
 
 def whole_response(code: int, lines: bytes, length, body: bytes, head_only: bool, environ):
     """Frame a response whose whole body is known: (header lines, body, must close)."""
-    if code in _NO_BODY or code < 200:
+    if code in _NO_BODY:
         if body:
             _log_dropped_body(code, environ)
         return lines, b"", False
@@ -302,7 +305,7 @@ class InlineResponse(_Response):
         if not self.head_sent:
             code, lines, length = self.head()
             self.head_sent = True
-            if code < 200 or code in _NO_BODY:
+            if code in _NO_BODY:
                 # No body allowed: whole_response() drops (and logs) it, and the rest is ignored.
                 self.whole = (code, lines, length, data)
                 return
@@ -363,7 +366,7 @@ class InlineResponse(_Response):
 
     def _send_file(self, wrapper: FileWrapper) -> bool:
         code, lines, length = self.head()
-        if code < 200 or code in _NO_BODY:
+        if code in _NO_BODY:
             return False
         plan = file_plan(wrapper, length)
         if plan is None:
@@ -430,7 +433,7 @@ class ThreadResponse(_Response):
                 if body.__class__ is not bytes:
                     body = _join_body(result)
                 code, lines, length = self.head()
-                if length is not None and length == len(body) and code >= 200 and code not in _NO_BODY:
+                if length is not None and length == len(body) and code not in _NO_BODY:
                     return self.conn.respond_later, (code, lines, body)  # the common case
                 return self._whole(code, lines, length, body)
             if type(result) is FileWrapper and not self.head_sent:
@@ -471,7 +474,7 @@ class ThreadResponse(_Response):
         if not self.head_sent:
             code, lines, length = self.head()
             self.head_sent = True
-            if code < 200 or code in _NO_BODY:
+            if code in _NO_BODY:
                 # No body allowed: whole_response() drops (and logs) it, and the rest is ignored.
                 self.whole = (code, lines, length, data)
                 return
@@ -510,7 +513,7 @@ class ThreadResponse(_Response):
 
     def _file(self, wrapper):
         code, lines, length = self.head()
-        if code < 200 or code in _NO_BODY:
+        if code in _NO_BODY:
             return None
         plan = file_plan(wrapper, length)
         if plan is None:
@@ -604,7 +607,7 @@ class InlineWsgi:
                 if body.__class__ is not bytes:
                     body = _join_body(result)
                 code, lines, length = response_head(status, response.headers)
-                if length is not None and length == len(body) and code >= 200 and code not in _NO_BODY:
+                if length is not None and length == len(body) and code not in _NO_BODY:
                     conn.respond(code, lines, body)
                     return
                 lines, body, close = whole_response(code, lines, length, body, conn.head_only, environ)
