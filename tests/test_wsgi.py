@@ -304,3 +304,21 @@ def test_an_informational_status_as_the_answer_is_a_500(start_server, dispatch):
     wait_until(lambda: server.log().count("is informational (1xx), not a final response") == 6, 5,
                message="6 log lines")
     assert "Traceback" not in server.log()
+
+
+@pytest.mark.parametrize("dispatch", DISPATCH)
+def test_http10_stream_framed_only_by_the_close_ends_with_it(start_server, dispatch):
+    # An HTTP/1.0 keep-alive client: a streamed body keeps the connection only if its
+    # Content-Length frames it; a header merely named like one (X-Content-Length) does not.
+    server = start_app(start_server, "framing:app", dispatch)
+    keep = "Connection: keep-alive"
+    sock, buf = connect(server.port, timeout=5), bytearray()
+    with sock:
+        status, headers, body = get(sock, buf, "/streamed-length", headers=[keep], version="1.0")
+        assert (status, headers["connection"], body) == (200, "keep-alive", b"streamed body")
+        sock.sendall(b"GET /fake-length HTTP/1.0\r\n%s\r\n\r\n" % keep.encode())
+        raw = bytes(buf) + recv_until_closed(sock)  # the test times out if the server keeps it open
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert b"X-Content-Length: 13" in head.split(b"\r\n") and b"Connection: close" in head.split(b"\r\n")
+    assert b"chunked" not in head.lower() and body == b"streamed body"
+    assert_clean(server)

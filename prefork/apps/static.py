@@ -147,7 +147,7 @@ class StaticFiles:
 
 def send(conn, fd: int, status: int, lines: bytes, offset: int, count: int) -> None:
     """The head, then count bytes of fd from offset with os.sendfile; fd is closed when done or aborted."""
-    conn.start(status, lines + b"Content-Length: %d\r\n" % count, False)
+    conn.start(status, lines + b"Content-Length: %d\r\n" % count, count)
     if conn.head_only or not count:
         os.close(fd)
         conn.end()

@@ -314,9 +314,7 @@ class InlineResponse(_Response):
                 if len(data) >= length:
                     self.whole = (code, lines, length, self.trim(data))
                     return
-                conn.start(code, lines, False)
-            else:
-                conn.start(code, lines, conn.request.version == b"1.1")
+            conn.start(code, lines, length)
         elif self.whole is not None or self.remaining == 0:
             return
         conn.send(self.trim(data))
@@ -396,8 +394,9 @@ def start_file(conn, code: int, lines: bytes, length, plan, on_abort, done) -> N
     """On the Reactor: the head, then the file with os.sendfile; done(complete) when sent."""
     fd, offset, count, complete = plan
     if length is None:
+        length = count
         lines += b"Content-Length: %d\r\n" % count
-    conn.start(code, lines, False)
+    conn.start(code, lines, length)
     if conn.head_only or not count:
         done(complete)
         return
@@ -408,16 +407,15 @@ def start_file(conn, code: int, lines: bytes, length, plan, on_abort, done) -> N
 class ThreadResponse(_Response):
     """A response produced on a handler thread: every step is posted to the Reactor."""
 
-    __slots__ = ("conn", "queues", "head_only", "http11", "credit")
+    __slots__ = ("conn", "queues", "head_only", "credit")
 
-    def __init__(self, conn, queues, environ, head_only: bool, http11: bool):
+    def __init__(self, conn, queues, environ, head_only: bool):
         self.environ = environ
         self.status = self.headers = self.remaining = self.whole = self.result = None
         self.head_sent = False
         self.conn = conn
         self.queues = queues
         self.head_only = head_only
-        self.http11 = http11
         self.credit = None
 
     def run(self, app):
@@ -483,11 +481,10 @@ class ThreadResponse(_Response):
                 if len(data) >= length:
                     self.whole = (code, lines, length, self.trim(data))
                     return
-            chunked = length is None and self.http11
             self.credit = credit = StreamCredit(self.conn.worker.high_water)
             data = self.trim(data)
             ack = credit.spend(len(data))
-            self.queues.post(_start_stream, self, code, lines, chunked, data, ack)
+            self.queues.post(_start_stream, self, code, lines, length, data, ack)
         else:
             credit = self.credit
             if self.whole is not None or self.remaining == 0 or credit.cancelled:
@@ -536,12 +533,12 @@ class ThreadResponse(_Response):
 
 # Completions: run on the Reactor thread, in the order the handler thread posted them.
 
-def _start_stream(response: ThreadResponse, code, lines, chunked, data, ack) -> None:
+def _start_stream(response: ThreadResponse, code, lines, length, data, ack) -> None:
     conn = response.conn
     if conn.closed:
         response.credit.cancel()
         return
-    conn.start(code, lines, chunked)
+    conn.start(code, lines, length)
     conn.on_abort = response.credit.cancel
     conn.send(data)
     if ack:
@@ -635,8 +632,7 @@ class ThreadedWsgi:
 
     def run(self, conn, environ, request):
         """On a handler thread: the app's whole response, as completions for the Reactor."""
-        response = ThreadResponse(conn, self.queues, environ, request.method == b"HEAD",
-                                  request.version == b"1.1")
+        response = ThreadResponse(conn, self.queues, environ, request.method == b"HEAD")
         return response.run(self.app)
 
 

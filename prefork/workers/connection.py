@@ -303,18 +303,21 @@ class HttpConnection(Stream):
         if not keep_alive:
             self.closing = True
 
-    def start(self, status: int, headers: bytes, chunked: bool) -> None:
-        """Begin a streamed response; chunked means the body is framed by chunks (no length given)."""
+    def start(self, status: int, headers: bytes, length: int | None) -> None:
+        """Begin a streamed response whose `headers` declare Content-Length `length`; None for a
+        body of unknown length: chunked on HTTP/1.1, ended by closing the connection on HTTP/1.0."""
         keep_alive = self.keep_alive and not self.worker.stopping
-        if not chunked and b"content-length" not in headers.lower():
-            keep_alive = False  # a body that ends with the connection (HTTP/1.0 clients)
+        http10 = self.request.version == _HTTP10
+        chunked = length is None and not http10
+        if length is None and http10:
+            keep_alive = False  # only the connection's end can tell an HTTP/1.0 client the body ended
         self.keep_alive = keep_alive
         self.status = status
         self.chunked_out = chunked and not self.head_only
         self.sent_body = 0
         line = _STATUS_LINES.get(status) or http.status_line(status)
         extra = (b"Transfer-Encoding: chunked\r\n" if chunked else b"") + (
-            (b"" if self.request.version != _HTTP10 else _KEEP_ALIVE) if keep_alive else _CLOSE)
+            (_KEEP_ALIVE if http10 else b"") if keep_alive else _CLOSE)
         self.write(line + self.worker.common_headers + headers + extra + _CRLF)
 
     def send(self, data) -> None:

@@ -32,7 +32,13 @@ def informational(environ, start_response):
 
 def fake_length(environ, start_response):
     """A header that merely contains "Content-Length" in its name: no framing, a streamed body."""
-    start_response("200 OK", TEXT + [("X-Content-Length", "12")])
+    start_response("200 OK", TEXT + [("X-Content-Length", "13")])
+    return _generate([b"streamed ", b"body"])
+
+
+def streamed_length(environ, start_response):
+    """A streamed body framed by its Content-Length."""
+    start_response("200 OK", TEXT + [("Content-Length", "13")])
     return _generate([b"streamed ", b"body"])
 
 
@@ -41,7 +47,8 @@ def hello(environ, start_response):
     return [b"Hello, World!"]
 
 
-ROUTES = {"/no-body": no_body, "/informational": informational, "/fake-length": fake_length, "/hello": hello}
+ROUTES = {"/no-body": no_body, "/informational": informational, "/fake-length": fake_length,
+          "/streamed-length": streamed_length, "/hello": hello}
 
 
 def app(environ, start_response):
