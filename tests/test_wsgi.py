@@ -322,3 +322,13 @@ def test_http10_stream_framed_only_by_the_close_ends_with_it(start_server, dispa
     assert b"X-Content-Length: 13" in head.split(b"\r\n") and b"Connection: close" in head.split(b"\r\n")
     assert b"chunked" not in head.lower() and body == b"streamed body"
     assert_clean(server)
+
+
+@pytest.mark.parametrize("dispatch", DISPATCH)
+def test_a_stream_short_of_its_content_length_ends_with_the_connection(start_server, dispatch):
+    server = start_app(start_server, "framing:app", dispatch)
+    with connect(server.port, timeout=5) as sock:
+        sock.sendall(b"GET /short HTTP/1.1\r\nHost: x\r\n\r\n")
+        head, _, body = recv_until_closed(sock).partition(b"\r\n\r\n")
+    assert b"Content-Length: 20" in head.split(b"\r\n") and body == b"only 14 bytes."
+    server.wait_for_log("GET /short: the app's body ended 6 bytes short of its Content-Length", 5)

@@ -188,9 +188,10 @@ def file_plan(wrapper: FileWrapper, length):
 class _Response:
     """One request's start_response() and write(), and the state of its response."""
 
-    __slots__ = ("status", "headers", "head_sent", "remaining", "whole", "environ", "result")
+    __slots__ = ("status", "headers", "head_sent", "remaining", "whole", "environ", "result", "conn")
 
-    def __init__(self, environ):
+    def __init__(self, conn, environ):
+        self.conn = conn
         self.environ = environ
         self.status = None
         self.headers = None
@@ -243,6 +244,48 @@ class _Response:
         self.remaining = remaining - len(data)
         return data
 
+    def first_chunk(self, data):
+        """The head goes out with the first body chunk: (code, lines, length) to start a stream,
+        or None when the response is answered whole -- its status allows no body (whole_response()
+        drops and logs it, later chunks are ignored) or this chunk fills its Content-Length."""
+        code, lines, length = self.head()
+        self.head_sent = True
+        if code in _NO_BODY:
+            self.whole = (code, lines, length, data)
+            return None
+        if length is not None:
+            self.remaining = length
+            if len(data) >= length:
+                self.whole = (code, lines, length, self.trim(data))
+                return None
+        return code, lines, length
+
+    def file_head(self, wrapper: FileWrapper):
+        """(code, lines, length, plan) to send a wsgi.file_wrapper with os.sendfile, or None to iterate it."""
+        code, lines, length = self.head()
+        if code in _NO_BODY:
+            return None
+        plan = file_plan(wrapper, length)
+        if plan is None:
+            return None
+        self.head_sent = True
+        return code, lines, length, plan
+
+    def file_done(self, complete: bool) -> None:
+        """On the Reactor: the file went out (all of it, or as much as it had)."""
+        conn = self.conn
+        conn.on_abort = None
+        self.close_result()
+        if complete:
+            conn.end()
+        else:
+            conn.end_incomplete()
+
+    def log_short_body(self) -> None:
+        environ = self.environ
+        log.error("%s %s: the app's body ended %d bytes short of its Content-Length",
+                  environ["REQUEST_METHOD"], environ["PATH_INFO"], self.remaining)
+
     def send(self, data) -> None:  # pragma: no cover - each path has its own
         raise NotImplementedError
 
@@ -250,7 +293,7 @@ class _Response:
 class InlineResponse(_Response):
     """A response produced on the Reactor thread: streamed straight into the connection."""
 
-    __slots__ = ("conn", "iterator", "cancelled")
+    __slots__ = ("iterator", "cancelled")
 
     def __init__(self, conn, environ):
         # _Response's fields set here, not by super().__init__(): one call less per request.
@@ -267,8 +310,11 @@ class InlineResponse(_Response):
             self.cancel()
             return
         try:
-            if type(result) is FileWrapper and not self.head_sent and self._send_file(result):
-                return
+            if type(result) is FileWrapper and not self.head_sent:
+                plan = self.file_head(result)
+                if plan is not None:
+                    start_file(conn, *plan, self.cancel, self.file_done)
+                    return
             self.iterator = iter(result)
         except Exception as exc:
             self.fail(exc)
@@ -303,18 +349,10 @@ class InlineResponse(_Response):
     def send(self, data) -> None:
         conn = self.conn
         if not self.head_sent:
-            code, lines, length = self.head()
-            self.head_sent = True
-            if code in _NO_BODY:
-                # No body allowed: whole_response() drops (and logs) it, and the rest is ignored.
-                self.whole = (code, lines, length, data)
+            head = self.first_chunk(data)
+            if head is None:
                 return
-            if length is not None:
-                self.remaining = length
-                if len(data) >= length:
-                    self.whole = (code, lines, length, self.trim(data))
-                    return
-            conn.start(code, lines, length)
+            conn.start(*head)
         elif self.whole is not None or self.remaining == 0:
             return
         conn.send(self.trim(data))
@@ -338,9 +376,7 @@ class InlineResponse(_Response):
                 conn.keep_alive = False
             _respond(conn, code, lines, body)
         elif self.remaining:
-            environ = self.environ
-            log.error("%s %s: the app's body ended %d bytes short of its Content-Length",
-                      environ["REQUEST_METHOD"], environ["PATH_INFO"], self.remaining)
+            self.log_short_body()
             conn.end_incomplete()
         else:
             conn.end()
@@ -361,25 +397,6 @@ class InlineResponse(_Response):
         """The connection closed under the response: stop and release the body."""
         self.cancelled = True
         self.close_result()
-
-    def _send_file(self, wrapper: FileWrapper) -> bool:
-        code, lines, length = self.head()
-        if code in _NO_BODY:
-            return False
-        plan = file_plan(wrapper, length)
-        if plan is None:
-            return False
-        self.head_sent = True
-        start_file(self.conn, code, lines, length, plan, self.cancel, self._file_sent)
-        return True
-
-    def _file_sent(self, complete: bool) -> None:
-        self.conn.on_abort = None
-        self.close_result()
-        if complete:
-            self.conn.end()
-        else:
-            self.conn.end_incomplete()
 
 
 def _respond(conn, code: int, lines: bytes, body: bytes) -> None:
@@ -407,7 +424,7 @@ def start_file(conn, code: int, lines: bytes, length, plan, on_abort, done) -> N
 class ThreadResponse(_Response):
     """A response produced on a handler thread: every step is posted to the Reactor."""
 
-    __slots__ = ("conn", "queues", "head_only", "credit")
+    __slots__ = ("queues", "head_only", "credit")
 
     def __init__(self, conn, queues, environ, head_only: bool):
         self.environ = environ
@@ -435,9 +452,9 @@ class ThreadResponse(_Response):
                     return self.conn.respond_later, (code, lines, body)  # the common case
                 return self._whole(code, lines, length, body)
             if type(result) is FileWrapper and not self.head_sent:
-                final = self._file(result)
-                if final is not None:
-                    return final
+                plan = self.file_head(result)
+                if plan is not None:
+                    return _start_file, (self, *plan)
             for data in result:
                 if data:
                     self.send(_check_chunk(data))
@@ -462,25 +479,17 @@ class ThreadResponse(_Response):
                 return self.fail(exc)
             return self._whole(code, lines, length, b"")
         if self.remaining:
-            log.error("%s %s: the app's body ended %d bytes short of its Content-Length",
-                      self.environ["REQUEST_METHOD"], self.environ["PATH_INFO"], self.remaining)
+            self.log_short_body()
             return _end_stream, (self, False)
         return _end_stream, (self, True)
 
     def send(self, data) -> None:
         """Post a body chunk to the Reactor; wait while the connection's output is too full."""
         if not self.head_sent:
-            code, lines, length = self.head()
-            self.head_sent = True
-            if code in _NO_BODY:
-                # No body allowed: whole_response() drops (and logs) it, and the rest is ignored.
-                self.whole = (code, lines, length, data)
+            head = self.first_chunk(data)
+            if head is None:
                 return
-            if length is not None:
-                self.remaining = length
-                if len(data) >= length:
-                    self.whole = (code, lines, length, self.trim(data))
-                    return
+            code, lines, length = head
             self.credit = credit = StreamCredit(self.conn.worker.high_water)
             data = self.trim(data)
             ack = credit.spend(len(data))
@@ -507,25 +516,6 @@ class ThreadResponse(_Response):
         if close:
             return _respond_and_close, (self.conn, code, lines, body)
         return self.conn.respond_later, (code, lines, body)
-
-    def _file(self, wrapper):
-        code, lines, length = self.head()
-        if code in _NO_BODY:
-            return None
-        plan = file_plan(wrapper, length)
-        if plan is None:
-            return None
-        self.head_sent = True
-        return _start_file, (self, code, lines, length, plan)
-
-    def file_done(self, complete: bool) -> None:
-        conn = self.conn
-        conn.on_abort = None
-        self.close_result()
-        if complete:
-            conn.end()
-        else:
-            conn.end_incomplete()
 
     def file_cancelled(self) -> None:
         self.close_result()

@@ -42,13 +42,19 @@ def streamed_length(environ, start_response):
     return _generate([b"streamed ", b"body"])
 
 
+def short(environ, start_response):
+    """A streamed body 6 bytes short of its Content-Length."""
+    start_response("200 OK", TEXT + [("Content-Length", "20")])
+    return _generate([b"only ", b"14 bytes."])
+
+
 def hello(environ, start_response):
     start_response("200 OK", TEXT + [("Content-Length", "13")])
     return [b"Hello, World!"]
 
 
 ROUTES = {"/no-body": no_body, "/informational": informational, "/fake-length": fake_length,
-          "/streamed-length": streamed_length, "/hello": hello}
+          "/streamed-length": streamed_length, "/short": short, "/hello": hello}
 
 
 def app(environ, start_response):
