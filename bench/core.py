@@ -49,6 +49,9 @@ NGINX_NOTE = ("`worker_processes 1; daemon off; access_log off;` and `location /
               "of about 0.1%); full config in bench/core.py")
 
 
+UNIQUE_HEADS = str(harness.REPO / "bench" / "unique_heads.lua")
+
+
 def nginx_setup(port: int, workdir: Path) -> list[str]:
     """Write a temporary nginx.conf for this port; nginx runs as a master and one worker."""
     conf_dir = Path(tempfile.mkdtemp(prefix="nginx-", dir=workdir))
@@ -68,6 +71,14 @@ def specs() -> list[harness.ServerSpec]:
         harness.ServerSpec("prefork", [prefork, "-w", "1", "-b", "127.0.0.1:{port}"],
                            note="built-in site, `-w 1`, no access log (the default)"),
         nginx_spec(),
+        # wrk sends the same head again and again, and prefork reuses the parse of a connection's
+        # last head when it comes again byte for byte (docs/architecture.md); these two rows give
+        # every request a new head, so prefork parses each in full.
+        harness.ServerSpec("prefork, every head new", [prefork, "-w", "1", "-b", "127.0.0.1:{port}"],
+                           script=UNIQUE_HEADS,
+                           note="as prefork, loaded by `wrk -s bench/unique_heads.lua` (a counter in the query string)"),
+        harness.ServerSpec("nginx, every head new", [harness.NGINX, "-c", "nginx.conf"], setup=nginx_setup,
+                           script=UNIQUE_HEADS, note="as nginx, loaded by `wrk -s bench/unique_heads.lua`"),
         harness.ServerSpec("bare epoll loop", [sys.executable, str(harness.REPO / "bench" / "bare_epoll.py"), "{port}"],
                            note="bench/bare_epoll.py: reference only, no HTTP parsing at all"),
     ]
@@ -105,6 +116,11 @@ def report(results: dict, info: dict, args) -> str:
                      f"{harness.fmt_ratio(ratio(name, 'rps'))} | {harness.fmt_ratio(ratio(name, 'cpu_us_per_request'))} | "
                      f"{100 * m['server_core_busy']:.0f}% |")
     rps_ratio, cpu_ratio = ratio("prefork", "rps"), ratio("prefork", "cpu_us_per_request")
+
+    def pair_ratio(key):
+        ours, theirs = med.get("prefork, every head new"), med.get("nginx, every head new")
+        return ours[key] / theirs[key] if ours and theirs else None
+
     verdict = lambda ok: "met" if ok else "NOT met"  # noqa: E731
     lines += [
         "",
@@ -114,6 +130,9 @@ def report(results: dict, info: dict, args) -> str:
         f"{verdict(rps_ratio is not None and rps_ratio >= 0.8)}",
         f"- prefork CPU per request <= 1.4x nginx: **{harness.fmt_ratio(cpu_ratio)}** -- "
         f"{verdict(cpu_ratio is not None and cpu_ratio <= 1.4)}",
+        f"- the same with every head new (no parse to reuse), prefork vs nginx both loaded by "
+        f"bench/unique_heads.lua: requests/s **{harness.fmt_ratio(pair_ratio('rps'))}**, CPU per request "
+        f"**{harness.fmt_ratio(pair_ratio('cpu_us_per_request'))}**",
         "",
         "Every round (req/s, p99, CPU per request, foreign load on the machine):",
         "",

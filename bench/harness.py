@@ -155,6 +155,7 @@ class ServerSpec:
     env: dict[str, str] = field(default_factory=dict)
     note: str = ""
     setup: object = None  # optional callable(port, workdir) -> argv, for servers needing a config file
+    script: str = ""  # optional wrk Lua script (e.g. bench/unique_heads.lua)
 
     def command_line(self, port: int | str = "PORT") -> str:
         return " ".join(str(a) for a in self.argv).replace("{port}", str(port))
@@ -262,9 +263,10 @@ def parse_wrk(output: str) -> dict:
             "non2xx": int(non2xx.group(1)) if non2xx else 0}
 
 
-def run_wrk(url: str, duration: float, connections: int = 64) -> tuple[dict, str]:
-    """wrk -t1 -cN -dD --latency pinned to the client core; returns (parsed result, raw output)."""
-    argv = pinned(CLIENT_CORE, [WRK, "-t1", f"-c{connections}", f"-d{duration:g}s", "--latency", url])
+def run_wrk(url: str, duration: float, connections: int = 64, script: str = "") -> tuple[dict, str]:
+    """wrk -t1 -cN -dD --latency [-s SCRIPT] pinned to the client core; returns (parsed result, raw output)."""
+    options = ["-s", script] if script else []
+    argv = pinned(CLIENT_CORE, [WRK, "-t1", f"-c{connections}", f"-d{duration:g}s", "--latency", *options, url])
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             preexec_fn=own_session_at_priority)
     try:
@@ -285,13 +287,13 @@ def measure(spec: ServerSpec, workdir: Path, duration: float, warmup: float) -> 
         server.wait_ready()
         url = f"http://127.0.0.1:{server.port}{spec.path}"
         if warmup > 0:
-            run_wrk(url, warmup)
+            run_wrk(url, warmup, script=spec.script)
         children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpu_before = tree_cpu_seconds(server.proc.pid)
         ours = {os.getpid(), *cpu_before}
         others_before = other_processes_cpu(ours)
         started = time.monotonic()
-        result, output = run_wrk(url, duration)
+        result, output = run_wrk(url, duration, script=spec.script)
         elapsed = time.monotonic() - started
         others_after = other_processes_cpu(ours)
         cpu_after = tree_cpu_seconds(server.proc.pid)
