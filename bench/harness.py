@@ -474,7 +474,7 @@ numbers across runs or machines.
 
 Options: `--rounds N`, `--duration S`, `--quick` (1 round x 3 s, for trying the script), `--no-doc`
 (print only), `--quiet PCT` / `--quiet-wait S` / `--retry-above PCT` (see Method). peers.py also has
-`--skip-install` and `--only NAME,NAME`. Raw results of each run go to `bench/out/*.json`.
+`--skip-install` and `--only NAME` (repeatable). Raw results of each run go to `bench/out/*.json`.
 
 ## Method
 

@@ -128,6 +128,18 @@ def specs(failures: dict[str, str]) -> tuple[list[harness.ServerSpec], dict[str,
         ("bjoern", harness.ServerSpec("bjoern", [VENV_BIN / "python", "run_bjoern.py", "{port}"],
                                       path=PATH, cwd=APPS, note="bench/apps/run_bjoern.py: `bjoern.run(app, ...)`")),
         (None, core.nginx_spec(PATH)),
+        # wrk repeats one head, and prefork reuses the parse of a connection's last head when it comes
+        # again byte for byte: these two rows give every request a new head (a counter in the query
+        # string), so the headline comparison with granian can be checked without that reuse.
+        (None, harness.ServerSpec(f"{REFERENCE}, every head new",
+                                  [prefork, "hello:app", "-w", "1", *bind, "--dispatch", "inline"],
+                                  path=PATH, cwd=APPS, script=core.UNIQUE_HEADS,
+                                  note="as prefork inline, loaded by `wrk -s bench/unique_heads.lua`")),
+        ("granian", harness.ServerSpec("granian wsgi, every head new",
+                                       [VENV_BIN / "granian", "--interface", "wsgi", "--workers", "1", *host,
+                                        "hello:app"],
+                                       path=PATH, cwd=APPS, script=core.UNIQUE_HEADS,
+                                       note="as granian wsgi, loaded by `wrk -s bench/unique_heads.lua`")),
     ]
     chosen, not_measured = [], {}
     for peer, spec in all_specs:
@@ -142,6 +154,8 @@ TARGETS = [  # (server, peer, minimum ratio of requests/s, label)
     (REFERENCE, "granian wsgi", 1.2, "prefork inline >= 1.2x granian (--interface wsgi)"),
     (REFERENCE, "uvicorn", 2.0, "prefork inline >= 2x uvicorn"),
     ("prefork threads", "gunicorn gthread", 4.0, "prefork threads >= 4x gunicorn gthread (8 threads each)"),
+    (f"{REFERENCE}, every head new", "granian wsgi, every head new", 1.2,
+     "the same with every head new (no parse to reuse; both loaded by bench/unique_heads.lua)"),
     (REFERENCE, "bjoern", 1.0, "beyond the targets: prefork inline as fast as bjoern (C)"),
     ("prefork threads", "granian wsgi", 1.0, "beyond the targets: prefork threads as fast as granian (Rust)"),
 ]
@@ -229,7 +243,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     harness.common_arguments(parser, rounds=2, duration=10.0)
     parser.add_argument("--skip-install", action="store_true", help="use bench/.venv-peers as it is")
-    parser.add_argument("--only", help="comma-separated server names to run (e.g. 'prefork inline,granian wsgi')")
+    parser.add_argument("--only", action="append", metavar="NAME",
+                        help="run only this server (repeatable), e.g. --only 'prefork inline' --only 'granian wsgi'")
     args = parser.parse_args()
     harness.apply_quick(args)
     harness.check_tools()
@@ -238,7 +253,10 @@ def main() -> int:
         harness.progress(f"{peer} not measured: {reason}")
     chosen, not_measured = specs(failures)
     if args.only:
-        wanted = {name.strip() for name in args.only.split(",")}
+        wanted = set(args.only)
+        unknown = wanted - {spec.name for spec in chosen} - set(not_measured)
+        if unknown:
+            sys.exit(f"unknown server(s) {sorted(unknown)}; known: {[spec.name for spec in chosen]}")
         chosen = [spec for spec in chosen if spec.name in wanted]
     info = harness.machine()
     harness.progress(f"peers benchmark: {args.rounds} rounds x {len(chosen)} servers x {args.duration:g} s; "
