@@ -1,6 +1,7 @@
 """Where a prefork worker spends its time under load: py-spy samples it while wrk runs.
 
-    python bench/hotspots.py [--duration 8] [--top 15] [--app hello:app --dispatch inline] [--out FILE]
+    python bench/hotspots.py [--duration 8] [--top 15] [--app hello:app --dispatch inline] [--unique-heads]
+                             [--out FILE]
 
 Starts `prefork -w 1` (built-in site, or --app from bench/apps) pinned to core 0, runs
 wrk -t1 -c64 pinned to core 1 against it, and records the worker with
@@ -68,6 +69,8 @@ def main() -> int:
     parser.add_argument("--top", type=int, default=15)
     parser.add_argument("--app", help="module:callable in bench/apps (default: the built-in site)")
     parser.add_argument("--dispatch", choices=("inline", "threads"), help="with --app")
+    parser.add_argument("--unique-heads", action="store_true",
+                        help="load with `wrk -s bench/unique_heads.lua`: every head new, no parse to reuse")
     parser.add_argument("--out", help="also write the raw py-spy stacks here")
     args = parser.parse_args()
     harness.check_tools()
@@ -92,7 +95,9 @@ def main() -> int:
             url = f"http://127.0.0.1:{server.port}{path}"
             harness.progress(f"wrk against {url} for {args.duration + 4:g} s; py-spy samples worker {workers[0]} "
                              f"for {args.duration:g} s")
-            load = threading.Thread(target=harness.run_wrk, args=(url, args.duration + 4), daemon=True)
+            script = str(harness.REPO / "bench" / "unique_heads.lua") if args.unique_heads else ""
+            load = threading.Thread(target=harness.run_wrk, args=(url, args.duration + 4),
+                                    kwargs={"script": script}, daemon=True)
             load.start()
             raw_path = Path(workdir) / "stacks.txt"
             record = subprocess.run([py_spy, "record", "--pid", str(workers[0]), "--nonblocking", "--format", "raw",
