@@ -28,3 +28,9 @@ def test_example_passes_the_configuration_check():
     result = subprocess.run(PREFORK + ["-t", "-c", str(EXAMPLE)], capture_output=True, text=True, timeout=30)
     assert result.returncode == 0, result.stderr
     assert "configuration ok" in result.stdout
+
+
+def test_configuration_doc_lists_every_key():
+    text = (REPO / "docs" / "configuration.md").read_text()
+    for setting in SETTINGS:
+        assert f"| `{setting.name}` |" in text, f"docs/configuration.md lacks {setting.name}"
