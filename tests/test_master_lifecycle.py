@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from conftest import PREFORK, REPO, read_response, wait_until
-from test_master import REQUEST, alive, children, server_socket_owner, title, wait_workers, workers
+from test_master import REQUEST, Load, alive, children, server_socket_owner, title, wait_workers, workers
 
 APPS = str(REPO / "tests" / "apps")
 
@@ -295,3 +295,50 @@ def test_a_worker_crashing_in_a_loop_is_respawned_with_exponential_backoff(start
     assert re.search(r"exited with code 7; respawning slot 0\n", log)  # the first time: at once
     assert "respawning slot 0 in 0.5s (2 failures in a row)" in log
     assert server.proc.poll() is None  # a crash is not a boot failure: the master carries on
+
+
+@pytest.mark.timeout(60)
+def test_workers_signalled_right_after_their_fork_leave_the_master_serving(start_server):
+    """TTIN, then TTOU as soon as the new worker exists: it is sent QUIT in its first instants.
+
+    A child still holding the master's signal wake-up fd wrote that QUIT into the master's
+    pipe, and the master shut itself down (see Arbiter.spawn). The client load keeps the CPUs
+    busy, so that a new child often waits to run and the instant is wide.
+    """
+    server = start_server("-w", "2", "-b", "127.0.0.1:0")
+    master = server.proc.pid
+    wait_workers(master, 2)
+
+    def stopped() -> bool:
+        return server.proc.poll() is not None or "shutdown" in server.log()
+
+    with Load(server.port, threads=2, seconds=0) as load:
+        known = set(children(master))
+        for cycle in range(1, 101):
+            os.kill(master, signal.SIGTTIN)
+            forked = wait_until(lambda known=known: set(children(master)) - known or stopped(), 5,
+                                interval=0, message="the TTIN worker's fork")
+            os.kill(master, signal.SIGTTOU)
+            known |= set(children(master))
+            # one TTOU handled per TTIN: the count stays 2 <-> 3, whatever the timing
+            wait_until(lambda n=cycle: server.log().count("TTOU: ") >= n or stopped(), 5, message="the TTOU")
+            assert forked is not True and not stopped(), server.log()[-3000:]
+            if cycle in (30, 60):
+                server.send_signal(signal.SIGHUP)
+        final = wait_workers(master, 2, timeout=15)
+        load.wait_requests(20)
+    load.assert_no_failure()
+    assert not stopped(), server.log()[-3000:]
+    # the master blocks its signals only around each fork; each child unblocks them once booted
+    assert [blocked_signals(pid) & CONTROL_SIGNALS for pid in (master, *final)] == [0, 0, 0]
+
+
+CONTROL_SIGNALS = sum(1 << (sig - 1) for sig in (
+    signal.SIGHUP, signal.SIGQUIT, signal.SIGTERM, signal.SIGINT, signal.SIGCHLD, signal.SIGUSR1,
+    signal.SIGUSR2, signal.SIGWINCH, signal.SIGTTIN, signal.SIGTTOU))
+
+
+def blocked_signals(pid: int) -> int:
+    """The process's blocked-signal mask, from /proc/PID/status (SigBlk: bit N-1 is signal N)."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"^SigBlk:\s*([0-9a-f]+)$", status, re.MULTILINE).group(1), 16)

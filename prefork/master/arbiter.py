@@ -121,6 +121,8 @@ class Arbiter:
             signal.signal(sig, _record_only)
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)
         signal.set_wakeup_fd(self.pipe[1], warn_on_full_buffer=False)
+        # A mask inherited from whoever started us (it survives exec) would silence them.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED)
         inherited = upgrade.inherited_sockets()
         self.upgraded = bool(inherited)
         activated = []
@@ -511,9 +513,15 @@ class Arbiter:
             self.respawn_at[slot] = time.monotonic() + 1.0
             return
         master = os.getpid()
+        # Blocked across the fork, as nginx does: until the child has its own handlers it must
+        # not run ours, which write to our wake-up pipe (a QUIT meant for a new worker would
+        # stop the master). Signals sent meanwhile stay pending, to each process, and are
+        # delivered when it restores the mask: here just below, in the child by run_worker.
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED)
         try:
             pid = os.fork()
         except OSError as exc:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             self.board.release(cell)
             log.error("cannot fork a worker for slot %d: %s; retrying in 1s", slot, exc.strerror)
             self.respawn_at[slot] = time.monotonic() + 1.0
@@ -522,7 +530,8 @@ class Arbiter:
             served = {sock.fileno() for sock, _, _ in sockets}
             others = [sock.fileno() for l in self.listenings for sock in l.sockets] + list(self.pipe)
             child.run_worker(master, self.config, sockets, slot, self.generation, cell, self.app,
-                             served, others)
+                             served, others, mask)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         self.workers[pid] = WorkerProcess(pid, slot, self.generation, cell, indices, time.monotonic())
         self.slots[slot] = pid
         log.debug("spawned worker %d [gen %d] (pid %d)", slot, self.generation, pid)

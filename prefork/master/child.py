@@ -56,18 +56,24 @@ class Report:
 
 
 def run_worker(master_pid: int, config, sockets, slot: int, generation: int, cell, app,
-               keep_fds: set[int], close_fds: list[int]) -> None:
-    """In the forked child: set the process up, run the Worker, and _exit with its code."""
+               keep_fds: set[int], close_fds: list[int], signal_mask: set) -> None:
+    """In the forked child: set the process up, run the Worker, and _exit with its code.
+
+    The master forks with its signals blocked; `signal_mask` is the mask to restore once this
+    process no longer has the master's handlers, wake-up fd and pipe (see Arbiter.spawn).
+    """
     code = BOOT_FAILED
     try:
         _boot_signals()
-        _die_with_master(master_pid)
         for fd in close_fds:  # the master's own descriptors (its signal pipe, unserved sockets)
             if fd not in keep_fds:
                 try:
                     os.close(fd)
                 except OSError:
                     pass
+        # A QUIT or TERM sent since the fork is delivered now, to _exit_at_once.
+        signal.pthread_sigmask(signal.SIG_SETMASK, signal_mask)
+        _die_with_master(master_pid)
         setproctitle(title(slot, generation))
         # A hung worker gets SIGABRT from the master: faulthandler prints where every thread
         # is stuck (to stderr) before the process dies.
@@ -102,9 +108,10 @@ def _build_worker(config, sockets, slot, generation, board, app):
 
 
 def _boot_signals() -> None:
-    """Until Worker.run installs its handlers: stop requests end the boot, others wait.
+    """Until Worker.run installs its handlers: stop requests end the boot, others are ignored.
 
     The master's handlers must not stay: they would write to the master's wake-up pipe.
+    Runs with the signals blocked, so none meets the SIG_DFL set here in passing.
     """
     signal.set_wakeup_fd(-1)
     for sig in MASTER_SIGNALS:

@@ -107,11 +107,12 @@ class Worker:
     def _install_signals(self) -> None:
         read_fd, write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._signal_pipe = (read_fd, write_fd)
+        # The wake-up fd first: a QUIT caught by _record_only before it was set would be lost.
+        signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
         for sig in WORKER_SIGNALS:
             signal.signal(sig, _record_only)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)
-        signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
         self.reactor.register(read_fd, EPOLLIN, self._on_signal_pipe)
 
     def _on_signal_pipe(self, mask: int) -> None:
