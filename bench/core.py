@@ -84,6 +84,14 @@ def specs() -> list[harness.ServerSpec]:
     ]
 
 
+def shown_command(spec: harness.ServerSpec) -> str:
+    """The command line as a reader would type it: no interpreter or install paths."""
+    command = spec.command_line()
+    for prefix in (sys.executable, str(Path(shutil.which("prefork") or "").parent) + "/", str(harness.REPO) + "/"):
+        command = command.replace(prefix, "python" if prefix == sys.executable else "")
+    return command
+
+
 def report(results: dict, info: dict, args) -> str:
     med = {name: harness.medians(runs) for name, runs in results.items()}
     nginx = med.get("nginx")
@@ -145,7 +153,7 @@ def report(results: dict, info: dict, args) -> str:
         lines.append(f"| {round_index + 1} | " + " | ".join(cells) + " |")
     lines += ["", "Servers:", ""]
     for spec in specs():
-        lines.append(f"- {spec.name}: {spec.note}" + (f"; `{spec.command_line()}`" if not spec.setup else ""))
+        lines.append(f"- {spec.name}: {spec.note}" + (f"; `{shown_command(spec)}`" if not spec.setup else ""))
     return "\n".join(lines)
 
 

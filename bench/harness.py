@@ -455,7 +455,9 @@ def machine_lines(info: dict) -> list[str]:
         f"- date: {info['date']}, prefork commit `{info['commit']}`",
         f"- machine: {info['nproc']} cores, {info['cpu']}, Linux {info['kernel']}",
         f"- Python {info['python']}, nginx {info['nginx']}, wrk {info['wrk']}",
-        f"- load average (1, 5, 15 min) before the run: {info['load_before']}; after: {info['load_after']}",
+        f"- load average (1, 5, 15 min) before the run: {info['load_before']}; after: {info['load_after']} "
+        "(it counts the measured servers' own runnable threads too; the foreign load per round is what "
+        "other programs took)",
     ]
 
 
