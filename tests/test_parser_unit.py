@@ -481,3 +481,49 @@ def test_trailer_limits(limits, trailers, status):
     data = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n" + trailers
     assert status_of(data, limits) == status
     assert status_bytewise(data, limits) == status
+
+
+# -- a connection repeating a head, or its field lines under a new request-line ------------------
+
+FIELDS = b"Host: example.test\r\nAccept: */*\r\nUser-Agent: probe\r\n\r\n"
+
+
+def parse_all(parser: RequestParser, data: bytes) -> list:
+    parser.feed(data)
+    events = []
+    while True:
+        event = parser.next_event()
+        if event is NEED_DATA or event is CLOSED:
+            return events
+        events.append(event)
+
+
+def test_repeated_head_and_repeated_fields_parse_as_new():
+    """Heads that repeat the last one, whole or but for the request-line, give what a fresh
+    parser gives for each of them."""
+    heads = [b"GET /a HTTP/1.1\r\n" + FIELDS, b"GET /a HTTP/1.1\r\n" + FIELDS, b"GET /b?x=1 HTTP/1.1\r\n" + FIELDS,
+             b"DELETE /c HTTP/1.1\r\n" + FIELDS, b"GET /a HTTP/1.1\r\n" + FIELDS,
+             b"GET /a HTTP/1.0\r\n" + FIELDS]  # last: HTTP/1.0 without keep-alive closes
+    parser = RequestParser(Limits())
+    for head in heads:
+        (request,) = parse_all(parser, head)
+        (fresh,) = parse_all(RequestParser(Limits()), head)
+        assert (request.method, request.target, request.version, request.headers, request.keep_alive) == (
+            fresh.method, fresh.target, fresh.version, fresh.headers, fresh.keep_alive)
+
+
+@pytest.mark.parametrize("line, status", [
+    (b"GET /a\x00b HTTP/1.1", 400),
+    (b"GET /a\tb HTTP/1.1", 400),
+    (b"GET  /a HTTP/1.1", 400),
+    (b"GET /\xc3\xa9 HTTP/1.1", 400),
+    (b"G@T /a HTTP/1.1", 400),
+    (b"GET /a HTTP/2.0", 505),
+    (b"GET /a\rb HTTP/1.1", 400),
+])
+def test_bad_request_line_over_repeated_fields_still_rejected(line, status):
+    parser = RequestParser(Limits())
+    parse_all(parser, b"GET /ok HTTP/1.1\r\n" + FIELDS)
+    with pytest.raises(ProtocolError) as caught:
+        parse_all(parser, line + b"\r\n" + FIELDS)
+    assert caught.value.status == status

@@ -112,7 +112,7 @@ class RequestParser:
     """Turns the bytes of one connection into request events."""
 
     __slots__ = ("limits", "buf", "pos", "state", "remaining", "body_seen", "closing", "next_event",
-                 "last_head", "last_request")
+                 "last_head", "last_request", "last_fields")
 
     def __init__(self, limits: Limits = Limits()):
         self.limits = limits
@@ -129,6 +129,7 @@ class RequestParser:
         # and parsing is a pure function of the bytes, so the same bytes give the same Request.
         self.last_head = None
         self.last_request = None
+        self.last_fields = None  # its field lines, from the CRLF ending its request-line
 
     def feed(self, data: bytes) -> None:
         """Append bytes received from the peer."""
@@ -183,12 +184,26 @@ class RequestParser:
                 if end < 0:
                     return self._incomplete_head(buf, pos)
         limits = self.limits
-        head = buf[pos:end + 2]  # the request-line and field lines, each ending in CRLF
-        line_end = head.find(b"\r\n")
+        fields_at = buf.find(b"\r\n", pos)  # the CRLF that ends the request-line
+        line_end = fields_at - pos
         if line_end > limits.request_line:
             raise ProtocolError(414, "request line too long")
         if end + 4 - pos > limits.head:
             raise ProtocolError(431, "request head too large")
+        last_fields = self.last_fields
+        if (last_fields is not None and end + 4 - fields_at == len(last_fields)
+                and buf.startswith(last_fields, fields_at)):
+            # The field lines of the last head again, after a new request-line: a client on a
+            # keep-alive connection sends the same headers and varies only the target. The
+            # fields were checked last time; check and parse the request-line alone.
+            request = self._same_fields(buf[pos:fields_at])
+            if request is not None:
+                self.pos = end + 4
+                self.last_head = buf[pos:end + 4]
+                self.last_request = request
+                return request
+            # Anything wrong with the request-line: the full checks below say what.
+        head = buf[pos:end + 2]  # the request-line and field lines, each ending in CRLF
         # The whole head at once, in C (RFC 9112 2.2: CR and LF only as CRLF; RFC 9110 5.5: no
         # control but HTAB). Without its CRLFs, the head must be left unchanged by a table that
         # moves every other control byte: translate() then returns the very same object.
@@ -223,7 +238,25 @@ class RequestParser:
             # Remember it only when nothing follows the head: no body, and the connection stays.
             self.last_head = buf[pos:end + 4]
             self.last_request = request
+            self.last_fields = buf[fields_at:end + 4]
         return request
+
+    def _same_fields(self, line: bytes):
+        """The Request for a new request-line over the last head's field lines, or None when the
+        line is not a plain valid one of the same HTTP version."""
+        if line.translate(_MOVE_CONTROLS) is not line:
+            return None
+        parts = line.split(b" ")
+        if len(parts) != 3:
+            return None
+        method, target, version = parts
+        last = self.last_request
+        if (version[5:] != last.version or _FULL_VERSIONS.get(version) is None
+                or (method not in _METHODS and _token(method) is None)
+                or not target or b"\t" in target or not target.isascii()):
+            return None
+        return Request(method, target, last.version, last.headers, last.keep_alive, last.expect_continue,
+                       None, False)
 
     def _bad_head(self, head: bytes, line_end: int):
         """The fast checks failed: find which rule the head breaks, with the old precise patterns."""
