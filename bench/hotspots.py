@@ -70,7 +70,7 @@ def main() -> int:
     parser.add_argument("--app", help="module:callable in bench/apps (default: the built-in site)")
     parser.add_argument("--dispatch", choices=("inline", "threads"), help="with --app")
     parser.add_argument("--unique-heads", action="store_true",
-                        help="load with `wrk -s bench/unique_heads.lua`: every head new, no parse to reuse")
+                        help="load with `wrk -s bench/unique_fields.lua`: every head new, nothing to reuse")
     parser.add_argument("--out", help="also write the raw py-spy stacks here")
     args = parser.parse_args()
     harness.check_tools()
@@ -95,7 +95,7 @@ def main() -> int:
             url = f"http://127.0.0.1:{server.port}{path}"
             harness.progress(f"wrk against {url} for {args.duration + 4:g} s; py-spy samples worker {workers[0]} "
                              f"for {args.duration:g} s")
-            script = str(harness.REPO / "bench" / "unique_heads.lua") if args.unique_heads else ""
+            script = str(harness.REPO / "bench" / "unique_fields.lua") if args.unique_heads else ""
             load = threading.Thread(target=harness.run_wrk, args=(url, args.duration + 4),
                                     kwargs={"script": script}, daemon=True)
             load.start()

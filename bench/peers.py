@@ -129,17 +129,18 @@ def specs(failures: dict[str, str]) -> tuple[list[harness.ServerSpec], dict[str,
                                       path=PATH, cwd=APPS, note="bench/apps/run_bjoern.py: `bjoern.run(app, ...)`")),
         (None, core.nginx_spec(PATH)),
         # wrk repeats one head, and prefork reuses the parse of a connection's last head when it comes
-        # again byte for byte: these two rows give every request a new head (a counter in the query
-        # string), so the headline comparison with granian can be checked without that reuse.
+        # again (docs/architecture.md): these two rows give every request a new head (a counter in the
+        # query string and in a header field), so the headline comparison with granian can be checked
+        # without any reuse.
         (None, harness.ServerSpec(f"{REFERENCE}, every head new",
                                   [prefork, "hello:app", "-w", "1", *bind, "--dispatch", "inline"],
-                                  path=PATH, cwd=APPS, script=core.UNIQUE_HEADS,
-                                  note="as prefork inline, loaded by `wrk -s bench/unique_heads.lua`")),
+                                  path=PATH, cwd=APPS, script=core.UNIQUE_FIELDS,
+                                  note="as prefork inline, loaded by `wrk -s bench/unique_fields.lua`")),
         ("granian", harness.ServerSpec("granian wsgi, every head new",
                                        [VENV_BIN / "granian", "--interface", "wsgi", "--workers", "1", *host,
                                         "hello:app"],
-                                       path=PATH, cwd=APPS, script=core.UNIQUE_HEADS,
-                                       note="as granian wsgi, loaded by `wrk -s bench/unique_heads.lua`")),
+                                       path=PATH, cwd=APPS, script=core.UNIQUE_FIELDS,
+                                       note="as granian wsgi, loaded by `wrk -s bench/unique_fields.lua`")),
     ]
     chosen, not_measured = [], {}
     for peer, spec in all_specs:
@@ -155,7 +156,7 @@ TARGETS = [  # (server, peer, minimum ratio of requests/s, label)
     (REFERENCE, "uvicorn", 2.0, "prefork inline >= 2x uvicorn"),
     ("prefork threads", "gunicorn gthread", 4.0, "prefork threads >= 4x gunicorn gthread (8 threads each)"),
     (f"{REFERENCE}, every head new", "granian wsgi, every head new", 1.2,
-     "the same with every head new (no parse to reuse; both loaded by bench/unique_heads.lua)"),
+     "the same with every head new (nothing to reuse; both loaded by bench/unique_fields.lua)"),
     (REFERENCE, "bjoern", 1.0, "beyond the targets: prefork inline as fast as bjoern (C)"),
     ("prefork threads", "granian wsgi", 1.0, "beyond the targets: prefork threads as fast as granian (Rust)"),
 ]

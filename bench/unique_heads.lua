@@ -1,5 +1,7 @@
--- wrk script: every request has a head no earlier request had (a counter in the query string),
--- so no server can reuse the parse of a previous head; prefork then parses every head in full.
+-- wrk script: every request has a request-line no earlier request had (a counter in the query
+-- string) over the same field lines, as a browser or an API client fetching one resource after
+-- another. prefork cannot reuse a whole earlier head; it checks the new request-line and reuses
+-- the field lines (docs/architecture.md).
 local counter = 0
 request = function()
   counter = counter + 1
