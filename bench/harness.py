@@ -502,6 +502,13 @@ Options: `--rounds N`, `--duration S`, `--quick` (1 round x 3 s, for trying the 
   was the bottleneck; well below, it waited for something else: for wrk (one thread on one core
   tops out around nginx's rate, so nginx and bjoern are partly measuring wrk), or for programs
   that are not pinned and took turns on core 0. CPU per request stays meaningful either way.
+- **Repeated heads.** wrk sends the same request head again and again. prefork reuses the parse of
+  a connection's last head when it comes again byte for byte, and its field lines when only the
+  request-line changed (docs/architecture.md). The headline rows profit from that; the rows
+  "every request-line new" (`bench/unique_heads.lua`) and "every head new"
+  (`bench/unique_fields.lua`, a header field changes too, so nothing is reused and prefork parses
+  every head in full) load prefork and its peer the same way, so the cost without the reuse is
+  measured too. wrk's Lua `request()` slows wrk itself, so compare those rows with each other.
 """
 
 
