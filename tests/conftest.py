@@ -141,6 +141,19 @@ def recv_until_closed(sock: socket.socket, limit: int = 1 << 26) -> bytes:
     return b"".join(chunks)
 
 
+def read_head(sock: socket.socket, buf: bytearray) -> tuple[int, dict]:
+    """A response head only (for HEAD, whose Content-Length describes a body that is not sent)."""
+    while b"\r\n\r\n" not in buf:
+        data = sock.recv(65536)
+        assert data, "closed before the head was complete"
+        buf.extend(data)
+    end = buf.index(b"\r\n\r\n")
+    lines = bytes(buf[:end]).decode("latin-1").split("\r\n")
+    del buf[:end + 4]
+    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    return int(lines[0].split()[1]), headers
+
+
 def read_response(sock: socket.socket, buffer: bytearray | None = None) -> tuple[int, dict, bytes]:
     """Read one Content-Length or chunked response from sock; returns (status, headers, body).
 

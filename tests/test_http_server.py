@@ -40,20 +40,6 @@ def small():
     server.stop()
 
 
-def recv_all(sock: socket.socket) -> bytes:
-    """What is left on sock until the server closes it (b"" when it closes at once)."""
-    chunks = []
-    while True:
-        try:
-            data = sock.recv(65536)
-        except ConnectionResetError:
-            break
-        if not data:
-            break
-        chunks.append(data)
-    return b"".join(chunks)
-
-
 def assert_serving(port: int) -> None:
     """A good request on a new connection succeeds."""
     with connect(port) as sock:
@@ -71,7 +57,7 @@ def assert_rejected(port: int, raw: bytes, status: int) -> None:
         assert got == status, (raw[:200], got)
         assert headers.get("connection") == "close"
         assert not buf, f"bytes after the error response: {bytes(buf)!r}"
-        assert recv_all(sock) == b"", "the connection must close after a rejection"
+        assert recv_until_closed(sock) == b"", "the connection must close after a rejection"
     assert_serving(port)
 
 
@@ -191,7 +177,7 @@ def test_rejection_after_a_good_pipelined_request(port):
         assert read_response(sock, buf)[0] == 200
         status, headers, _ = read_response(sock, buf)
         assert (status, headers["connection"]) == (400, "close")
-        assert not buf and recv_all(sock) == b""
+        assert not buf and recv_until_closed(sock) == b""
     assert_serving(port)
 
 
@@ -316,7 +302,7 @@ def test_http10_closes_by_default(port):
         buf = bytearray()
         status, headers, body = read_response(sock, buf)
         assert (status, body, headers["connection"]) == (200, b"Hello, World!", "close")
-        assert not buf and recv_all(sock) == b""
+        assert not buf and recv_until_closed(sock) == b""
 
 
 def test_http10_keep_alive_when_asked(port):
@@ -331,7 +317,7 @@ def test_http10_keep_alive_when_asked(port):
         sock.sendall(b"GET /json HTTP/1.0\r\n\r\n")  # without it: this one closes
         status, headers, _ = read_response(sock, buf)
         assert (status, headers["connection"]) == (200, "close")
-        assert recv_all(sock) == b""
+        assert recv_until_closed(sock) == b""
 
 
 def test_expect_100_continue(port):
@@ -372,7 +358,7 @@ def test_expect_100_continue_with_a_body_too_large_gets_413_without_100(small):
         assert buf.startswith(b"HTTP/1.1 413 ")
         status, headers, _ = read_response(sock, buf)
         assert (status, headers["connection"]) == (413, "close")
-        assert recv_all(sock) == b""
+        assert recv_until_closed(sock) == b""
 
 
 def test_empty_lines_before_the_request_line_are_ignored(port):
@@ -413,7 +399,7 @@ def test_connection_close_is_honoured(port):
         buf = bytearray()
         status, headers, body = read_response(sock, buf)
         assert (status, body, headers["connection"]) == (200, b"Hello, World!", "close")
-        assert not buf and recv_all(sock) == b""
+        assert not buf and recv_until_closed(sock) == b""
 
 
 def test_connection_close_stops_the_pipeline(port):
@@ -421,7 +407,7 @@ def test_connection_close_stops_the_pipeline(port):
         sock.sendall(b"GET /plaintext HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n" + GOOD_HEAD + b"\r\n")
         buf = bytearray()
         assert read_response(sock, buf)[0] == 200
-        assert not buf and recv_all(sock) == b""
+        assert not buf and recv_until_closed(sock) == b""
 
 
 def test_date_and_server_headers(port):
@@ -460,7 +446,7 @@ def test_idle_keep_alive_closes_after_keepalive(small):
         assert read_response(sock)[0] == 200
         answered = time.monotonic()
         sock.settimeout(KEEPALIVE + 10)
-        assert recv_all(sock) == b""
+        assert recv_until_closed(sock) == b""
         idle = time.monotonic() - answered
     assert KEEPALIVE * 0.8 <= idle < KEEPALIVE + 3, idle
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Server, connect, read_response, wait_until
+from conftest import Server, connect, read_head, read_response, wait_until
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -65,19 +65,6 @@ def get(port: int, target: str, *headers: str, method: str = "GET"):
         lines = "".join(h + "\r\n" for h in headers)
         sock.sendall(f"{method} {target} HTTP/1.1\r\nHost: t\r\n{lines}\r\n".encode())
         return read_response(sock)
-
-
-def read_head(sock: socket.socket, buf: bytearray) -> tuple[int, dict]:
-    """A response head only (for HEAD, whose Content-Length describes a body that is not sent)."""
-    while b"\r\n\r\n" not in buf:
-        data = sock.recv(65536)
-        assert data, "closed before the head was complete"
-        buf.extend(data)
-    end = buf.index(b"\r\n\r\n")
-    lines = bytes(buf[:end]).decode("latin-1").split("\r\n")
-    del buf[:end + 4]
-    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
-    return int(lines[0].split()[1]), headers
 
 
 ETAG = '"%x-%x"' % (MTIME, len(TEXT))

@@ -10,7 +10,7 @@ import os
 
 import pytest
 
-from conftest import REPO, connect, read_response, recv_until_closed, wait_until
+from conftest import REPO, connect, read_head, read_response, recv_until_closed, wait_until
 
 APPS = str(REPO / "tests" / "apps")
 DISPATCH = ["inline", "threads"]
@@ -27,21 +27,14 @@ def get(sock, buf, target, method="GET", headers=(), body=b"", version="1.1"):
         lines.append(f"Content-Length: {len(body)}")
     sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
     if method == "HEAD":
-        return read_head(sock, buf)
+        return read_head_and_rest(sock, buf)
     return read_response(sock, buf)
 
 
-def read_head(sock, buf):
-    """A response to HEAD: the head only, whatever its Content-Length says."""
-    while b"\r\n\r\n" not in buf:
-        data = sock.recv(65536)
-        assert data, "closed before the head was complete"
-        buf.extend(data)
-    end = buf.index(b"\r\n\r\n")
-    lines = bytes(buf[:end]).decode("latin-1").split("\r\n")
-    del buf[:end + 4]
-    headers = {name.strip().lower(): value.strip() for name, _, value in (l.partition(":") for l in lines[1:])}
-    return int(lines[0].split()[1]), headers, bytes(buf)
+def read_head_and_rest(sock, buf):
+    """A response to HEAD: the head only, whatever its Content-Length says; and what follows it."""
+    status, headers = read_head(sock, buf)
+    return status, headers, bytes(buf)
 
 
 def assert_clean(server):
