@@ -325,12 +325,7 @@ class HttpConnection(Stream):
         if not data or self.head_only or self.closed:
             return
         self.sent_body += len(data)
-        if self.chunked_out:
-            self.write(b"%x\r\n" % len(data))
-            self.write(data)
-            self.write(_CRLF)
-        else:
-            self.write(data)
+        self.write(http.chunk(data) if self.chunked_out else data)
         self.flush()
 
     def end(self) -> None:
