@@ -9,6 +9,9 @@ A Request whose `has_body` is false is the whole message: no Data or EndOfMessag
 it. Anything that breaks the grammar or a limit raises ProtocolError carrying the status to
 answer; the connection must then be closed. After a message whose request asked to close the
 connection, the parser returns CLOSED and ignores further bytes.
+
+Requests are read-only: a head that repeats the connection's last bodiless keep-alive head gives
+the very same Request again, and one that repeats only its field lines shares their list.
 """
 
 from __future__ import annotations
