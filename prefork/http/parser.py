@@ -103,6 +103,9 @@ _VERSIONS = {b"1.1": True, b"1.0": False}  # version -> keep-alive by default
 _FULL_VERSIONS = {b"HTTP/1.1": True, b"HTTP/1.0": False}
 # Methods seen every day skip the token pattern; any other token is still accepted.
 _METHODS = frozenset((b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"OPTIONS", b"PATCH", b"CONNECT", b"TRACE"))
+# A translate() table that keeps the bytes of a token (RFC 9110 5.6.2) and changes every other.
+_TCHARS = frozenset(b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+_MOVE_NON_TOKEN = bytes(b if b in _TCHARS else (b + 1) % 256 for b in range(256))
 # A translate() table that keeps HTAB, SP, VCHAR and obs-text and changes every other byte.
 _MOVE_CONTROLS = bytes(b if b == 0x09 or 0x20 <= b != 0x7f else b ^ 0x80 for b in range(256))
 _field_lines_ok = abnf.FIELD_LINES.fullmatch
@@ -227,14 +230,20 @@ class RequestParser:
         if lines == 1:
             headers = []
         else:
-            # Each match is one whole field line (anchored at a line start, ending at CRLF), so
-            # every line is valid exactly when there is one match per line.
-            headers = _field_lines(head, line_end + 2)
-            if len(headers) != lines - 1:
-                raise ProtocolError(400, "malformed header field")
-            if len(headers) > limits.fields:
+            # field-line = field-name ":" OWS field-value OWS (RFC 9112 5). The bytes are checked
+            # already (no controls but HTAB), so a line is valid when the part before its first
+            # colon is a token: no whitespace before the colon, no obs-fold, no empty name.
+            field_lines = head[line_end + 2:-2].split(b"\r\n")
+            if len(field_lines) > limits.fields:
                 raise ProtocolError(431, "too many header fields")
-            if len(head) > limits.field_size and max(map(len, head.split(b"\r\n"))) > limits.field_size:
+            headers = []
+            append = headers.append
+            for line in field_lines:
+                name, colon, value = line.partition(b":")
+                if not colon or not name or name.translate(_MOVE_NON_TOKEN) is not name:
+                    raise ProtocolError(400, "malformed header field")
+                append((name, value.strip(b" \t")))
+            if len(head) > limits.field_size and max(map(len, field_lines)) > limits.field_size:
                 raise ProtocolError(431, "header field too large")
         request = self._request(method, target, version[5:], headers, keep_alive)
         if self.state == _HEAD and not request.has_body:
