@@ -242,7 +242,7 @@ class RequestParser:
                 name, colon, value = line.partition(b":")
                 if not colon or not name or name.translate(_MOVE_NON_TOKEN) is not name:
                     raise ProtocolError(400, "malformed header field")
-                append((name, value.strip(b" \t")))
+                append((name.lower(), value.strip(b" \t")))
             if len(head) > limits.field_size and max(map(len, field_lines)) > limits.field_size:
                 raise ProtocolError(431, "header field too large")
         request = self._request(method, target, version[5:], headers, keep_alive)
@@ -321,17 +321,14 @@ class RequestParser:
             raise ProtocolError(400, "malformed request target")
         raise ProtocolError(400, "malformed request line")
 
-    def _request(self, method, target, version, raw_headers, keep_alive):
-        headers = []
-        append = headers.append
+    def _request(self, method, target, version, headers, keep_alive):
+        """The Request for a checked head; headers are (lower-case name, value) pairs."""
         content_length = None
         transfer_encoding = None
         hosts = 0
         expect_continue = False
         close = persist = False
-        for name, value in raw_headers:
-            name = name.lower()
-            append((name, value))
+        for name, value in headers:
             if name not in _FRAMING:
                 continue
             if name == _CONTENT_LENGTH:
