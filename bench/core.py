@@ -187,11 +187,7 @@ def main() -> int:
     text = report(results, info, args)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     (harness.OUT / f"core-{stamp}.json").write_text(json.dumps({"machine": info, "results": results}, indent=1))
-    print()
-    print(text)
-    if not args.no_doc:
-        harness.update_doc("core", text)
-        harness.progress(f"wrote {harness.DOC.relative_to(harness.REPO)}")
+    harness.publish("core", text, write_doc=not args.no_doc)
     return 0
 
 

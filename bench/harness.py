@@ -515,6 +515,15 @@ Options: `--rounds N`, `--duration S`, `--quick` (1 round x 3 s, for trying the 
 SECTIONS = ("core", "peers")  # the order of the sections in docs/benchmarks.md
 
 
+def publish(section: str, text: str, write_doc: bool) -> None:
+    """Print a report and, unless told not to, put it in its section of docs/benchmarks.md."""
+    print()
+    print(text)
+    if write_doc:
+        update_doc(section, text)
+        progress(f"wrote {DOC.relative_to(REPO)}")
+
+
 def update_doc(section: str, body: str) -> None:
     """Rewrite docs/benchmarks.md: the header above, then each section between its markers.
 

@@ -274,11 +274,7 @@ def main() -> int:
     data_path.write_text(json.dumps(data, indent=1))
     chart_ok = not args.no_doc and draw_chart(data_path)
     text = report(results, not_measured, versions, info, args, chart_ok)
-    print()
-    print(text)
-    if not args.no_doc:
-        harness.update_doc("peers", text)
-        harness.progress(f"wrote {harness.DOC.relative_to(harness.REPO)}")
+    harness.publish("peers", text, write_doc=not args.no_doc)
     return 0
 
 
