@@ -25,6 +25,7 @@ import logging
 import os
 import stat
 
+from prefork.http import response as http
 from prefork.workers.proactor import StreamCredit, WorkerQueues
 
 from .environ import EnvironBuilder, FileWrapper
@@ -35,8 +36,6 @@ _HOP_BY_HOP = frozenset(("connection", "keep-alive", "proxy-authenticate", "prox
                          "trailer", "trailers", "transfer-encoding", "upgrade"))
 _TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 _NO_BODY = frozenset((204, 304))  # answered without a body, whatever the app sends (RFC 9112 6.3)
-_ERROR_HEADERS = b"Content-Type: text/plain\r\nContent-Length: 22\r\n"
-_ERROR_BODY = b"Internal Server Error\n"
 _CACHE_LIMIT = 512  # entries per memo table; they stop growing there (names and heads repeat)
 
 
@@ -391,7 +390,7 @@ class InlineResponse(_Response):
         if self.head_sent and self.whole is None:
             conn.end_incomplete()
         else:
-            _respond(conn, 500, _ERROR_HEADERS, _ERROR_BODY)
+            _respond(conn, 500, http.INTERNAL_ERROR_HEADERS, http.INTERNAL_ERROR_BODY)
 
     def cancel(self) -> None:
         """The connection closed under the response: stop and release the body."""
@@ -509,7 +508,7 @@ class ThreadResponse(_Response):
         self.close_result()
         if self.head_sent and self.whole is None:
             return _end_stream, (self, False)
-        return self.conn.respond_later, (500, _ERROR_HEADERS, _ERROR_BODY)
+        return self.conn.respond_later, (500, http.INTERNAL_ERROR_HEADERS, http.INTERNAL_ERROR_BODY)
 
     def _whole(self, code, lines, length, body):
         lines, body, close = whole_response(code, lines, length, body, self.head_only, self.environ)

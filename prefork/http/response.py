@@ -17,6 +17,9 @@ STATUS_LINES: dict[int, bytes] = {
 }
 
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+# The 500 answered when an app fails before its response started (no details: those are logged).
+INTERNAL_ERROR_HEADERS = b"Content-Type: text/plain\r\nContent-Length: 22\r\n"
+INTERNAL_ERROR_BODY = b"Internal Server Error\n"
 LAST_CHUNK = b"0\r\n\r\n"
 
 

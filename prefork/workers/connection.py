@@ -270,13 +270,21 @@ class HttpConnection(Stream):
     # -- to the app and back --------------------------------------------------------------------
 
     def handler_failed(self) -> None:
-        """The handler raised: answer 500 if nothing was sent yet, else cut the response short."""
+        """The handler raised: log it, then fail() the response."""
         self.worker.log.exception("unhandled error in request handler")
-        if self.busy and not self.status:
-            self.respond(500, b"Content-Type: text/plain\r\nContent-Length: 22\r\n", b"Internal Server Error\n")
-        elif self.busy:
-            self.keep_alive = False
-            self.end()
+        self.fail()
+
+    def fail(self) -> None:
+        """The response cannot be produced: a 500 if it has not started, else cut it short (no
+        last chunk, then close), so the client never takes a broken response for a whole one."""
+        if self.closed or not self.busy:
+            return
+        if self.status:
+            self.end_incomplete()
+        elif self.dispatching:
+            self.respond(500, http.INTERNAL_ERROR_HEADERS, http.INTERNAL_ERROR_BODY)
+        else:
+            self.respond_later(500, http.INTERNAL_ERROR_HEADERS, http.INTERNAL_ERROR_BODY)
 
     def respond(self, status: int, headers: bytes, body: bytes) -> None:
         """A whole response: `headers` are serialized lines (framing included), body the payload."""

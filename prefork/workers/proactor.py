@@ -88,7 +88,7 @@ class WorkerQueues:
                 fn, args = final
                 fn(*args)
             elif not conn.closed and conn.busy:
-                internal_error(conn)
+                conn.fail()
         finally:
             # A slot is free: the oldest request held back in its connection goes to the queue.
             waiting = self.waiting
@@ -158,18 +158,4 @@ class StreamCredit:
     def cancel(self) -> None:
         self.cancelled = True
         self.ready.set()
-
-
-_ERROR_HEADERS = b"Content-Type: text/plain\r\nContent-Length: 22\r\n"
-_ERROR_BODY = b"Internal Server Error\n"
-
-
-def internal_error(conn) -> None:
-    """On the Reactor: answer 500 if the response has not started, else cut the response short."""
-    if conn.closed or not conn.busy:
-        return
-    if conn.status:
-        conn.end_incomplete()
-    else:
-        conn.respond_later(500, _ERROR_HEADERS, _ERROR_BODY)
 
