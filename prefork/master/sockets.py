@@ -42,9 +42,6 @@ class Listening:
     backlog: int = 2048
     origin: str = "bound"  # "bound", "inherited" (upgrade), "systemd" or "fd"
 
-    def socket_for(self, slot: int) -> socket.socket:
-        return self.sockets[slot] if self.per_slot else self.sockets[0]
-
     def grow(self, slots: int) -> bool:
         """Bind SO_REUSEPORT sockets until there is one per slot; False if the kernel refused."""
         while self.per_slot and len(self.sockets) < slots:

@@ -16,9 +16,6 @@ from time import monotonic
 
 EPOLLIN = select.EPOLLIN
 EPOLLOUT = select.EPOLLOUT
-EPOLLERR = select.EPOLLERR
-EPOLLHUP = select.EPOLLHUP
-EPOLLRDHUP = select.EPOLLRDHUP
 EPOLLEXCLUSIVE = getattr(select, "EPOLLEXCLUSIVE", 1 << 28)
 
 
@@ -187,7 +184,3 @@ class Reactor:
     def stop(self) -> None:
         self.running = False
         self.wake()
-
-    def close(self) -> None:
-        self.epoll.close()
-        os.close(self.wakeup_fd)
