@@ -69,6 +69,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("limit_request_head", 65536, "int", "largest request head in bytes (431 beyond)", minimum=256),
     Setting("body_buffer_size", 1024 * 1024, "int", "request bodies larger than this are spooled to a temporary file", minimum=0),
     Setting("high_water", 256 * 1024, "int", "bytes of output buffered per connection before its producer waits", minimum=1024),
+    # -- the master: sockets, signals, supervision
+    # -- the worker: connections and descriptors
+    # -- behind a proxy: forwarded headers, the PROXY protocol
+    # -- gunicorn compatibility and logging
 )
 
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
