@@ -61,6 +61,7 @@ class WorkerProcess:
     ready: bool = False  # wrote its first heartbeat: it is accepting
     kill_at: float | None = None  # SIGKILL at this time if still alive
     aborted: bool = False  # SIGABRT sent for a missed heartbeat
+    heartbeat: float = 0.0  # the last heartbeat read whole from its cell; 0.0: none yet
 
     def name(self) -> str:
         return f"worker {self.slot} [gen {self.generation}] (pid {self.pid})"
@@ -456,12 +457,14 @@ class Arbiter:
         timeout = self.config.timeout
         for worker in list(self.workers.values()):
             heartbeat = worker.cell.heartbeat
-            if heartbeat and not worker.ready:
+            if heartbeat:  # None: caught in mid-update; the last good one stands
+                worker.heartbeat = heartbeat
+            if worker.heartbeat and not worker.ready:
                 worker.ready = True
                 log.debug("%s serving", worker.name())
-            if worker.aborted:
+            if worker.aborted or not timeout:  # timeout 0: no heartbeat check
                 continue
-            silent = now - (heartbeat or worker.spawned)
+            silent = now - (worker.heartbeat or worker.spawned)
             if silent > timeout:
                 log.error("%s timed out: no heartbeat for %.1fs (timeout %gs): SIGABRT, then SIGKILL",
                           worker.name(), silent, timeout)

@@ -80,7 +80,7 @@ class Worker:
         self._install_signals()
         for listener in self.listeners:
             listener.start()
-        self.reactor.call_later(1.0, self._tick)
+        self.reactor.call_later(self.tick_interval, self._tick)
         if self.board is not None:
             self.board.update(self)
         self.reactor.run()
@@ -88,8 +88,14 @@ class Worker:
             self.access_log.close()
         return self.exit_code
 
+    @property
+    def tick_interval(self) -> float:
+        """Once a second, or often enough that a small `timeout` sees several heartbeats."""
+        timeout = self.config.timeout
+        return min(1.0, timeout / 4) if timeout else 1.0
+
     def _tick(self) -> None:
-        """Once a second: the Date header, the heartbeat, and a check that the master lives."""
+        """The Date header, the heartbeat, and a check that the master lives."""
         self._refresh_date()
         if self.board is not None:
             self.board.update(self)
@@ -97,7 +103,7 @@ class Worker:
             log.warning("worker %d: master is gone, exiting", os.getpid())
             self.stop_now()
             return
-        self.reactor.call_later(1.0, self._tick)
+        self.reactor.call_later(self.tick_interval, self._tick)
 
     def _refresh_date(self) -> None:
         self.common_headers = http.common_headers(http.http_date(time.time()))
