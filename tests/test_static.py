@@ -217,6 +217,11 @@ def test_pipelined_files_come_back_in_order(port):
     ("bytes=0-1,4-5", 200, TEXT, None),  # several ranges: ignored, the whole file
     ("bytes=5-2", 200, TEXT, None),  # invalid: ignored
     ("lines=1-2", 200, TEXT, None),
+    # thousands of digits: ignored, not a 500; leading zeros are only zeros
+    pytest.param("bytes=" + "9" * 5000 + "-", 200, TEXT, None, id="huge-first"),
+    pytest.param("bytes=0-" + "9" * 5000, 200, TEXT, None, id="huge-last"),
+    pytest.param("bytes=-" + "9" * 5000, 200, TEXT, None, id="huge-suffix"),
+    pytest.param("bytes=" + "0" * 5000 + "3-4", 206, TEXT[3:5], f"bytes 3-4/{len(TEXT)}", id="zeros"),
 ])
 def test_single_byte_ranges(port, spec, status, part, content_range):
     got_status, headers, body = get(port, "/static/a.txt", f"Range: {spec}")
@@ -290,3 +295,12 @@ def test_missing_root_is_logged_and_answers_404(start_server, tmp_path):
     assert get(server.port, "/static/a.txt")[0] == 404
     server.wait_for_log(r"static_root '%s' .*is not a directory" % missing)
     assert get(server.port, "/plaintext")[0] == 200
+
+
+@pytest.mark.parametrize("date", ["Sat, 01 Jan 99999 00:00:00 GMT", "Mon, 32 Jan 2020 00:00:00 GMT",
+                                  "Sat, 01 Jan " + "9" * 5000 + " 00:00:00 GMT", "not a date"],
+                         ids=["year-99999", "day-32", "year-of-5000-digits", "not-a-date"])
+def test_an_impossible_if_modified_since_is_ignored(port, date):
+    status, _, body = get(port, "/static/a.txt", f"If-Modified-Since: {date}")
+    assert (status, body) == (200, TEXT)
+    assert get(port, "/static/a.txt")[0] == 200  # and the worker serves on

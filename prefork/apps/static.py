@@ -190,11 +190,11 @@ def http_time(value: bytes) -> float | None:
     """An HTTP date as a Unix time, or None if it is not one."""
     try:
         when = parsedate_to_datetime(value.decode("latin-1"))
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return when.timestamp()
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=timezone.utc)
+        return when.timestamp()
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None  # not a date, or one no clock can hold: ignored (RFC 9110 13.1.3)
 
 
 UNSATISFIABLE = "unsatisfiable"
@@ -211,6 +211,11 @@ def byte_range(value: bytes, size: int):
         return None
     first, dash, last = spec.strip().partition(b"-")
     if not dash or (first and not first.isdigit()) or (last and not last.isdigit()):
+        return None
+    # The leading zeros go before int(), which refuses thousands of digits; a position beyond
+    # 18 digits is beyond any file: the header is ignored (RFC 9110 14.2 lets us).
+    first, last = first.lstrip(b"0") or first[:1], last.lstrip(b"0") or last[:1]
+    if len(first) > 18 or len(last) > 18:
         return None
     if not first:
         if not last:

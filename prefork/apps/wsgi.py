@@ -492,14 +492,14 @@ class ThreadResponse(_Response):
             self.credit = credit = StreamCredit(self.conn.worker.high_water)
             data = self.trim(data)
             ack = credit.spend(len(data))
-            self.queues.post(_start_stream, self, code, lines, length, data, ack)
+            self.queues.post(self.conn, _start_stream, self, code, lines, length, data, ack)
         else:
             credit = self.credit
             if self.whole is not None or self.remaining == 0 or credit.cancelled:
                 return
             data = self.trim(data)
             ack = credit.spend(len(data))
-            self.queues.post(_send_stream, self, data, ack)
+            self.queues.post(self.conn, _send_stream, self, data, ack)
         if ack:
             credit.wait()
 

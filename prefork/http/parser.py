@@ -336,7 +336,9 @@ class RequestParser:
                     raise ProtocolError(400, "repeated Content-Length")
                 if abnf.CONTENT_LENGTH.fullmatch(value) is None:
                     raise ProtocolError(400, "invalid Content-Length")
-                content_length = int(value)
+                # The pattern bounds the significant digits; int() also refuses more than 4,300
+                # digits in all, so the leading zeros go first (RFC 9110 8.6: no overflow).
+                content_length = int(value.lstrip(b"0") or b"0")
             elif name == _TRANSFER_ENCODING:
                 if transfer_encoding is not None:
                     raise ProtocolError(400, "repeated Transfer-Encoding")
@@ -447,7 +449,7 @@ class RequestParser:
             match = abnf.CHUNK_SIZE_LINE.fullmatch(buf, self.pos, end)
             if match is None:
                 raise ProtocolError(400, "invalid chunk size line")
-            size = int(match.group(1), 16)
+            size = int(match.group(1).lstrip(b"0") or b"0", 16)
             self.pos = end + 2
             self.body_seen += size
             if self.body_seen > self.limits.body:

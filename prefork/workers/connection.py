@@ -269,6 +269,19 @@ class HttpConnection(Stream):
 
     # -- to the app and back --------------------------------------------------------------------
 
+    def crashed(self) -> None:
+        """An unexpected exception while handling this connection (the Reactor logged it): a
+        500 if no response head went out yet, else the response is cut short; then close."""
+        if self.closed:
+            return
+        self.keep_alive = False
+        self.on_drain = None
+        if self.busy:
+            self.fail()
+        elif not self.lingering:
+            self.reject(500)
+        self.flush()
+
     def handler_failed(self) -> None:
         """The handler raised: log it, then fail() the response."""
         self.worker.log.exception("unhandled error in request handler")

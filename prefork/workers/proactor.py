@@ -75,11 +75,17 @@ class WorkerQueues:
         completions = self.completions
         popleft = completions.popleft
         while completions:
-            fn, args = popleft()
+            conn, fn, args = popleft()
             try:
                 fn(*args)
-            except Exception:
-                log.exception("error while applying a completion")
+            except Exception as exc:
+                # As the Reactor does for its handlers: this connection fails, the others go on.
+                log.error("unexpected error while applying a completion for %s; closing it", conn.peer,
+                          exc_info=exc)
+                try:
+                    conn.crashed()
+                except Exception:
+                    conn.abort()
 
     def _job_done(self, conn, final) -> None:
         self.in_flight -= 1
@@ -99,9 +105,10 @@ class WorkerQueues:
 
     # -- on handler threads ---------------------------------------------------------------------
 
-    def post(self, fn, *args) -> None:
-        """From a handler thread: run fn(*args) on the Reactor thread, after what was posted before."""
-        self.completions.append((fn, args))
+    def post(self, conn, fn, *args) -> None:
+        """From a handler thread: run fn(*args) for conn on the Reactor thread, after what was
+        posted before."""
+        self.completions.append((conn, fn, args))
         if not self.wake_scheduled:
             self.wake_scheduled = True
             self.reactor.call_soon_threadsafe(self._drain)
@@ -116,7 +123,7 @@ class WorkerQueues:
             except BaseException:
                 log.exception("error in a handler thread")
                 final = None
-            post(self._job_done, conn, final)
+            post(conn, self._job_done, conn, final)
 
 
 class StreamCredit:

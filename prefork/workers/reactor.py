@@ -4,11 +4,18 @@
 event mask. Timers live in a heap of (deadline, sequence, timer); cancelling only marks the
 timer, and the loop drops it when it reaches the top. Other threads hand work to the loop with
 `call_soon_threadsafe`, which writes to an eventfd the loop watches.
+
+An exception from a handler, a timer or a callback does not leave the loop when the object it
+belongs to can recover: a connection has `crashed()`, which answers 500 (or cuts the response
+short) and closes it, so one bad request never takes down the worker and the connections it
+holds. Anything else (a listener, the worker's own timers) still ends the loop: that is an
+error of the worker, not of one client. Since Python 3.11 a `try` costs nothing until it catches.
 """
 
 from __future__ import annotations
 
 import heapq
+import logging
 import os
 import select
 from collections import deque
@@ -17,6 +24,8 @@ from time import monotonic
 EPOLLIN = select.EPOLLIN
 EPOLLOUT = select.EPOLLOUT
 EPOLLEXCLUSIVE = getattr(select, "EPOLLEXCLUSIVE", 1 << 28)
+
+log = logging.getLogger("prefork")
 
 
 class Timer:
@@ -151,7 +160,10 @@ class Reactor:
         pending = self.pending
         while pending:
             callback, args = pending.popleft()
-            callback(*args)
+            try:
+                callback(*args)
+            except Exception as exc:
+                self.contain(callback, exc)
 
     # -- the loop -------------------------------------------------------------------------------
 
@@ -175,11 +187,34 @@ class Reactor:
                     handler = handlers[fd]
                 except KeyError:
                     continue  # closed by an earlier handler in this batch
-                handler(mask)
+                try:
+                    handler(mask)
+                except Exception as exc:
+                    self.contain(handler, exc)
             while timers and timers[0][0] <= now:
                 timer = heappop(timers)[2]
                 if not timer.cancelled:
-                    timer.callback()
+                    try:
+                        timer.callback()
+                    except Exception as exc:
+                        self.contain(timer.callback, exc)
+
+    @staticmethod
+    def contain(callback, exc: Exception) -> None:
+        """Give an exception from callback to the connection it belongs to, or re-raise it."""
+        owner = getattr(callback, "__self__", None)
+        if isinstance(owner, Deadline):  # a connection's timeout
+            owner = getattr(owner.callback, "__self__", None)
+        crashed = getattr(owner, "crashed", None)
+        if crashed is None:
+            raise exc
+        log.error("unexpected error on the connection from %s; closing it", getattr(owner, "peer", "?"),
+                  exc_info=exc)
+        try:
+            crashed()
+        except Exception:
+            log.exception("closing the connection failed too")
+            owner.abort()
 
     def stop(self) -> None:
         self.running = False

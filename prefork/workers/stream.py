@@ -81,6 +81,10 @@ class Stream:
     def on_timeout(self) -> None:
         self.abort()
 
+    def crashed(self) -> None:
+        """An unexpected exception while handling this connection (the Reactor logged it)."""
+        self.abort()
+
     def idle(self) -> bool:
         """Nothing in flight: a graceful stop may close it at once."""
         return self.out_len == 0
