@@ -66,19 +66,31 @@ class Listening:
         return self.sockets[0].getsockname()[1] if self.address.kind == "tcp" else 0
 
 
-def _tcp_socket(address: Address, port: int, reuse_port: bool, backlog: int) -> socket.socket:
+def _tcp_socket(address: Address, port: int, reuse_port: bool, backlog: int,
+                exclusive: bool = False) -> socket.socket:
+    """A listening TCP socket. exclusive: refuse the address if anything listens there already.
+
+    SO_REUSEPORT lets any socket of the same user join a port, so a second server started by
+    mistake would silently share our traffic. The first socket of an address is therefore bound
+    without it (the kernel refuses the bind if anyone listens there, with or without the option)
+    and gets it only before listen(), so the other slots' sockets can still join: race-free,
+    with no window between a check and the bind.
+    """
     sock = socket.socket(address.family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if reuse_port:
+        if reuse_port and not exclusive:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         if address.family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         sock.bind((address.host, port))
+        if reuse_port and exclusive:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.listen(backlog)
     except OSError as exc:
         sock.close()
-        raise BindError(f"cannot listen on {address.text}: {exc.strerror}") from None
+        why = "address already in use" if exc.errno == errno.EADDRINUSE else exc.strerror
+        raise BindError(f"cannot listen on {address.text}: {why}") from None
     sock.set_inheritable(True)
     return sock
 
@@ -127,7 +139,7 @@ def bind_address(address: Address, slots: int, reuse_port: bool, backlog: int) -
         return Listening(address, [sock], backlog=backlog, origin="fd")
     if not reuse_port:
         return Listening(address, [_tcp_socket(address, address.port, False, backlog)], backlog=backlog)
-    first = _tcp_socket(address, address.port, True, backlog)
+    first = _tcp_socket(address, address.port, True, backlog, exclusive=True)
     port = first.getsockname()[1]  # port 0 asks the kernel for one; the other slots share it
     listening = Listening(address, [first], per_slot=True, backlog=backlog)
     try:
