@@ -16,7 +16,7 @@ from . import config as configuration
 CONTROL_SIGNALS = {
     "reload": signal.SIGHUP,
     "quit": signal.SIGQUIT,
-    "stop": signal.SIGTERM,
+    "stop": signal.SIGINT,  # nginx's `-s stop` is a fast stop; TERM is graceful here
     "reopen": signal.SIGUSR1,
     "upgrade": signal.SIGUSR2,
 }

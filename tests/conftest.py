@@ -81,7 +81,7 @@ class Server:
     def send_signal(self, sig) -> None:
         self.proc.send_signal(sig)
 
-    def stop(self, sig=signal.SIGTERM, timeout: float = 10.0) -> int | None:
+    def stop(self, sig=signal.SIGINT, timeout: float = 10.0) -> int | None:
         if self.proc.poll() is None:
             try:
                 self.proc.send_signal(sig)

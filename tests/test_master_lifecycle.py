@@ -297,6 +297,24 @@ def test_a_worker_crashing_in_a_loop_is_respawned_with_exponential_backoff(start
     assert server.proc.poll() is None  # a crash is not a boot failure: the master carries on
 
 
+@pytest.mark.timeout(30)
+def test_a_worker_killed_by_requests_again_and_again_is_respawned_at_once_each_time(start_server):
+    """One bad client must not turn into an outage: no backoff for workers that served."""
+    server = start_server("-w", "1", "-b", "127.0.0.1:0", "--dispatch", "inline", "--chdir", APPS,
+                          "crash_on_request:app")
+    for crash in range(6):
+        wait_workers(server.proc.pid, 1)
+        assert get(server.port, "/") == (200, b"ok")
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+            sock.sendall(b"GET /crash HTTP/1.1\r\nHost: t\r\n\r\n")
+            assert sock.recv(1) == b""
+        started = time.monotonic()
+        assert get(server.port, "/") == (200, b"ok")  # queued on the slot's socket meanwhile
+        assert time.monotonic() - started < 1.0
+    assert server.log().count("exited with code 5; respawning slot 0\n") == 6
+    assert "failures in a row" not in server.log()
+
+
 @pytest.mark.timeout(60)
 def test_workers_signalled_right_after_their_fork_leave_the_master_serving(start_server):
     """TTIN, then TTOU as soon as the new worker exists: it is sent QUIT in its first instants.

@@ -207,7 +207,9 @@ class Arbiter:
 
     def handle_signals(self, received: list[int]) -> None:
         """Act on the recorded signals in nginx's fixed order, whatever order they came in."""
-        if signal.SIGTERM in received or signal.SIGINT in received:
+        if signal.SIGINT in received:
+            self.handle_int()
+        if signal.SIGTERM in received:
             self.handle_term()
         if signal.SIGQUIT in received:
             self.handle_quit()
@@ -227,11 +229,17 @@ class Arbiter:
 
     # -- signal handlers, run by the loop -------------------------------------------------------
 
+    def handle_int(self) -> None:
+        """INT (Ctrl-C, `prefork -s stop`): stop at once."""
+        self.stop(graceful=False, why="INT")
+
     def handle_term(self) -> None:
-        self.stop(graceful=False)
+        """TERM: graceful, as Docker, Kubernetes and systemd expect of a service (nginx stops at
+        once); a second TERM during the graceful stop makes it fast."""
+        self.stop(graceful=self.stopping is None, why="TERM")
 
     def handle_quit(self) -> None:
-        self.stop(graceful=True)
+        self.stop(graceful=True, why="QUIT")
 
     def handle_hup(self) -> None:
         """Re-read the configuration; start a new generation; the old one stops once replaced."""
@@ -331,11 +339,11 @@ class Arbiter:
 
     # -- stopping -------------------------------------------------------------------------------
 
-    def stop(self, graceful: bool) -> None:
+    def stop(self, graceful: bool, why: str) -> None:
         if self.stopping == "fast" or (self.stopping == "graceful" and graceful):
             return
         self.stopping = "graceful" if graceful else "fast"
-        log.info("%s shutdown (%s)", "graceful" if graceful else "fast", "QUIT" if graceful else "TERM/INT")
+        log.info("%s shutdown (%s)", self.stopping, why)
         if self.new_master is None:  # else the new master is the service now: not stopping
             systemd.notify("STOPPING=1", f"STATUS={self.stopping} shutdown")
         self.set_title()
@@ -344,7 +352,7 @@ class Arbiter:
             self.quit_workers(list(self.workers.values()))
         else:
             deadline = time.monotonic() + FAST_GRACE
-            self.signal_workers(signal.SIGTERM, list(self.workers.values()))
+            self.signal_workers(signal.SIGINT, list(self.workers.values()))  # a worker's fast stop
             for worker in self.workers.values():
                 worker.state = "stopping"
                 worker.kill_at = min(worker.kill_at or deadline, deadline)
@@ -389,10 +397,12 @@ class Arbiter:
             worker = self.workers.pop(pid, None)
             if worker is None:
                 continue
+            last = self.board.read(worker.cell.index)
             self.board.release(worker.cell)
-            self.worker_exited(worker, code)
+            self.worker_exited(worker, code, served=bool(last and last["accepted"]))
 
-    def worker_exited(self, worker: WorkerProcess, code: int) -> None:
+    def worker_exited(self, worker: WorkerProcess, code: int, served: bool) -> None:
+        """served: it accepted connections before it ended (its cell said so)."""
         how = f"exited with code {code}" if code >= 0 else f"was killed by {signal.Signals(-code).name}"
         was_current = worker.slot < len(self.slots) and self.slots[worker.slot] == worker.pid
         if was_current:
@@ -400,7 +410,7 @@ class Arbiter:
         if not was_current or self.stopping:
             log.info("%s %s", worker.name(), how)
             return
-        if code == child.BOOT_FAILED:
+        if code == child.BOOT_FAILED and not worker.ready:
             self.boot_failed(worker)
             return
         now = time.monotonic()
@@ -408,10 +418,13 @@ class Arbiter:
             log.info("%s %s; starting its replacement", worker.name(), how)
             self.respawn_at[worker.slot] = now
             return
-        if now - worker.spawned >= STABLE_AFTER:
+        # No backoff for a worker that served clients: one bad request that crashes workers
+        # must not hold the slot down for 30 s (its socket keeps the queue meanwhile). Backoff
+        # is for workers that die before serving anyone, where a respawn would fail again.
+        if served or now - worker.spawned >= STABLE_AFTER:
             self.failures[worker.slot] = 0
         failures = self.failures[worker.slot] = self.failures.get(worker.slot, 0) + 1
-        delay = 0.0 if failures == 1 else min(0.5 * 2 ** (failures - 2), MAX_BACKOFF)
+        delay = 0.0 if failures == 1 or served else min(0.5 * 2 ** (failures - 2), MAX_BACKOFF)
         log.warning("%s %s; respawning slot %d%s", worker.name(), how, worker.slot,
                     f" in {delay:g}s ({failures} failures in a row)" if delay else "")
         self.respawn_at[worker.slot] = now + delay
@@ -426,7 +439,7 @@ class Arbiter:
         log.error("%s failed to boot (exit code %d): stopping the server (the error is above)",
                   worker.name(), child.BOOT_FAILED)
         self.exit_code = 1
-        self.stop(graceful=True)
+        self.stop(graceful=True, why="a worker failed to boot")
 
     def rollback(self) -> None:
         snapshot, self.snapshot = self.snapshot, None

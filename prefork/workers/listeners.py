@@ -57,4 +57,6 @@ class Listener:
             if self.tcp:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             worker.accepted += 1
+            if worker.accepted == 1 and worker.board is not None:
+                worker.board.update(worker)  # at once, not at the next tick: see worker_exited
             worker.add_connection(self.connection_class(worker, sock, peer))

@@ -2,8 +2,8 @@
 
 A worker is given sockets that are already bound (by the master, or by a test), so it runs
 on its own. Signals, as nginx's worker cycle reads them: QUIT drains (stop accepting, finish
-what is in flight, close idle keep-alive connections), TERM and INT stop at once, USR1 reopens
-the logs. Signal handlers do nothing themselves: `signal.set_wakeup_fd` writes the signal
+what is in flight, close idle keep-alive connections), and so does TERM (a second TERM stops at
+once), INT stops at once, USR1 reopens the logs. Signal handlers do nothing themselves: `signal.set_wakeup_fd` writes the signal
 number to a pipe the Reactor watches, and the loop acts on it.
 """
 
@@ -129,7 +129,11 @@ class Worker:
         for signum in data:
             if signum == signal.SIGQUIT:
                 self.stop_gracefully()
-            elif signum in (signal.SIGTERM, signal.SIGINT):
+            elif signum == signal.SIGTERM:
+                # Graceful, as the master's TERM is (systemd may send it to every process of
+                # the service); a second one while draining stops at once.
+                self.stop_now() if self.stopping else self.stop_gracefully()
+            elif signum == signal.SIGINT:
                 self.stop_now()
             elif signum == signal.SIGUSR1:
                 reopen_error_log()
