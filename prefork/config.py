@@ -70,6 +70,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("body_buffer_size", 1024 * 1024, "int", "request bodies larger than this are spooled to a temporary file", minimum=0),
     Setting("high_water", 256 * 1024, "int", "bytes of output buffered per connection before its producer waits", minimum=1024),
     # -- the master: sockets, signals, supervision
+    Setting("status_bind", None, "str", "a listener of its own for /status, /status.html, /metrics and /health (HOST:PORT, unix:PATH), so an APP's routes are never shadowed; off by default"),
     # -- the worker: connections and descriptors
     # -- behind a proxy: forwarded headers, the PROXY protocol
     # -- gunicorn compatibility and logging

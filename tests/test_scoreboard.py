@@ -11,6 +11,7 @@ import pytest
 
 from conftest import REPO
 from prefork.master.scoreboard import Scoreboard
+from prefork.workers.stats import ResponseStats
 from test_master import wait_workers
 
 APPS = str(REPO / "tests" / "apps")
@@ -27,6 +28,11 @@ class FakeWorker:
         self.requests = 0
         self.connections = {}
         self.stopping = False
+        self.started = time.monotonic()
+        self.stats = ResponseStats()
+
+    def queue_figures(self):
+        return 0, 0
 
 
 def test_a_reader_never_sees_a_torn_or_cleared_cell_while_another_process_writes():
@@ -72,7 +78,7 @@ def test_a_reader_never_sees_a_torn_or_cleared_cell_while_another_process_writes
 def test_a_cell_whose_writer_died_in_mid_update_reads_as_unknown_then_is_reusable():
     board = Scoreboard(2)
     cell = board.allocate(0, 1)
-    board.memory[cell.offset:cell.offset + 8] = (1).to_bytes(8, "little")  # odd: mid-update
+    board.words[cell.offset // 8] = 1  # odd: in mid-update
     assert cell.heartbeat is None and board.read(cell.index) is None
     board.release(cell)
     again = board.allocate(0, 2)

@@ -8,10 +8,16 @@ Reactor thread, holding up the worker; threads: on a handler thread).
 
 from __future__ import annotations
 
+import os
 import time
+from html import escape
 from urllib.parse import parse_qs
 
 import orjson
+
+from prefork import __version__
+
+from .status import Status
 
 _PLAIN = b"Content-Type: text/plain\r\nContent-Length: 13\r\n"
 _HELLO = b"Hello, World!"
@@ -20,16 +26,31 @@ _HTML = b"Content-Type: text/html; charset=utf-8\r\nContent-Length: %d\r\n"
 _TEXT = b"Content-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n"
 _SAFE_METHODS = (b"GET", b"HEAD")
 
-HOME = b"""<!doctype html>
+HOME = """<!doctype html>
 <html lang="en">
 <head><meta charset="utf-8"><title>prefork</title>
-<style>body{font-family:system-ui,sans-serif;max-width:42rem;margin:3rem auto;padding:0 1rem;line-height:1.5}
-code{background:#f3f3f3;padding:0 .25rem}</style></head>
+<style>body{{font-family:system-ui,sans-serif;max-width:46rem;margin:3rem auto;padding:0 1rem;line-height:1.5}}
+code{{background:#f3f3f3;padding:0 .25rem}} td{{padding:0 1rem 0 0}}</style></head>
 <body>
 <h1>prefork is running</h1>
 <p>A multi-process, multi-reactor HTTP/1.1 server for Python: a master process binds the sockets
 and forks one worker per CPU; each worker runs its own epoll Reactor.</p>
+<table>
+<tr><td>version</td><td>{version}</td></tr>
+<tr><td>workers</td><td>{workers}</td></tr>
+<tr><td>dispatch</td><td>{dispatch}</td></tr>
+<tr><td>listening on</td><td>{listeners}</td></tr>
+<tr><td>up for</td><td>{uptime}</td></tr>
+<tr><td>this page from</td><td>worker {slot} [gen {generation}] (pid {pid})</td></tr>
+</table>
 <p>This is the built-in site. Serve your own WSGI application with <code>prefork module:app</code>.</p>
+<h2>Seeing the server work</h2>
+<ul>
+<li><a href="/status.html">/status.html</a>: a live page: requests/s per worker, connections, queues, memory</li>
+<li><a href="/status">/status</a>: the same figures as JSON (nginx's stub_status fields, then each worker)</li>
+<li><a href="/metrics">/metrics</a>: Prometheus metrics</li>
+<li><a href="/health">/health</a>: 200 while serving, 503 once a graceful stop or a drain begins</li>
+</ul>
 <h2>Routes</h2>
 <ul>
 <li><a href="/plaintext">/plaintext</a>: <code>Hello, World!</code> as text/plain</li>
@@ -38,7 +59,7 @@ and forks one worker per CPU; each worker runs its own epoll Reactor.</p>
 <li><a href="/sleep?ms=100">/sleep?ms=N</a>: answers after sleeping N ms on a handler thread
 (a blocking app: the Reactor keeps serving meanwhile)</li>
 <li><a href="/cpu?ms=10">/cpu?ms=N</a>: answers after burning N ms of CPU (on the Reactor with
-<code>--dispatch inline</code>, on a handler thread with <code>--dispatch threads</code>)</li>
+<code>--dispatch inline</code>, on a handler thread with <code>--dispatch threads</code>)</li>{static}
 </ul>
 </body>
 </html>
@@ -48,9 +69,11 @@ and forks one worker per CPU; each worker runs its own epoll Reactor.</p>
 class Site:
     """Routes of the built-in site; `handle(conn, request, body)` is the worker's request handler."""
 
-    def __init__(self, config):
-        self.config = config
+    def __init__(self, worker):
+        self.worker = worker
+        self.config = config = worker.config
         self.queues = None  # the worker queues, started by the first /sleep (or threaded /cpu)
+        self.status = Status(worker)
         self.routes = {
             b"/": self.home,
             b"/plaintext": self.plaintext,
@@ -58,17 +81,15 @@ class Site:
             b"/echo": self.echo,
             b"/sleep": self.sleep,
             b"/cpu": self.cpu,
+            **self.status.routes,
         }
         # -- static files (prefork/apps/static.py): a prefix route, tried only when no exact route matches
         self.static = None
-        self.home_page = HOME
         if config.static_root:
             from .static import PREFIX, StaticFiles
 
             self.static = StaticFiles(config.static_root)
             self.static_prefix = PREFIX
-            self.home_page = HOME.replace(b"</ul>", b"<li><code>/static/NAME</code>: files from "
-                                          b"<code>static_root</code> (GET, HEAD)</li>\n</ul>")
         # -- end of static files
 
     def handle(self, conn, request, body) -> None:
@@ -105,9 +126,21 @@ class Site:
 
     def home(self, conn, request, body) -> None:
         if request.method in _SAFE_METHODS:
-            conn.respond(200, _HTML % len(self.home_page), self.home_page)
+            page = self.home_page()
+            conn.respond(200, _HTML % len(page), page)
         else:
             method_not_allowed(conn)
+
+    def home_page(self) -> bytes:
+        """What is running, and a link to every route."""
+        worker, config = self.worker, self.config
+        master = self.status.document()["master"]
+        static = ("\n<li><code>/static/NAME</code>: files from <code>static_root</code> (GET, HEAD)</li>"
+                  if self.static is not None else "")
+        return HOME.format(
+            version=escape(__version__), workers=config.worker_count, dispatch=escape(config.effective_dispatch),
+            listeners=escape(", ".join(config.bind)), uptime=f"{master['uptime']:.0f} s", slot=worker.slot,
+            generation=worker.generation, pid=os.getpid(), static=static).encode()
 
     def sleep(self, conn, request, body) -> None:
         ms = milliseconds(conn, request)

@@ -635,7 +635,7 @@ def request_handler(worker, app=None):
     if app is None:
         from .site import Site
 
-        return Site(config).handle
+        return Site(worker).handle
     if config.effective_dispatch == "inline":
         return InlineWsgi(worker, app).handle
     return ThreadedWsgi(worker, app).handle

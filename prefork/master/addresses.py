@@ -13,7 +13,7 @@ class AddressError(ValueError):
 @dataclass(frozen=True)
 class Address:
     text: str  # as the user wrote it
-    protocol: str  # "http" or "echo"
+    protocol: str  # "http", "echo" or "status"
     kind: str  # "tcp", "unix" or "fd"
     host: str = ""
     port: int = 0
@@ -28,6 +28,8 @@ def parse_address(text: str) -> Address:
     rest = text
     if rest.startswith("echo://"):
         protocol, rest = "echo", rest[len("echo://"):]
+    elif rest.startswith("status://"):  # the status_bind listener
+        protocol, rest = "status", rest[len("status://"):]
     elif rest.startswith("http://"):
         rest = rest[len("http://"):]
     if rest.startswith("unix:"):

@@ -44,7 +44,7 @@ STABLE_AFTER = 10.0  # a worker that lived this long resets its slot's crash cou
 MAX_BACKOFF = 30.0
 # Changing these needs new sockets or a new master: HUP keeps the old value and says so
 # (and app/chdir too when the app was preloaded: the master cannot import it again).
-RESTART_KEYS = ("bind", "reuse_port", "backlog", "preload", "pid")
+RESTART_KEYS = ("bind", "status_bind", "reuse_port", "backlog", "preload", "pid")
 
 
 @dataclass
@@ -134,7 +134,7 @@ class Arbiter:
                 log.error("LISTEN_FDS: descriptor %d is not a socket: %s", fd, exc.strerror)
         count = self.config.worker_count
         try:
-            self.listenings = bind_all(self.config.bind, count, self.config.reuse_port, self.config.backlog,
+            self.listenings = bind_all(self.config.bind + status_binds(self.config), count, self.config.reuse_port, self.config.backlog,
                                        inherited, activated)
         except BindError as exc:
             log.error("%s", exc)
@@ -263,7 +263,7 @@ class Arbiter:
         self.config = new
         setup_error_log(new.error_log, new.log_level)
         self.generation += 1
-        self.board.set_generation(self.generation)
+        self.board.publish_master(generation=self.generation, reloads=self.board.master["reloads"] + 1)
         self.paused = False
         for worker in self.workers.values():
             if worker.state == "current":
@@ -344,6 +344,8 @@ class Arbiter:
             return
         self.stopping = "graceful" if graceful else "fast"
         log.info("%s shutdown (%s)", self.stopping, why)
+        if self.board is not None:
+            self.board.publish_master(draining=1)  # /health answers 503 from now on
         if self.new_master is None:  # else the new master is the service now: not stopping
             systemd.notify("STOPPING=1", f"STATUS={self.stopping} shutdown")
         self.set_title()
@@ -424,6 +426,7 @@ class Arbiter:
         if served or now - worker.spawned >= STABLE_AFTER:
             self.failures[worker.slot] = 0
         failures = self.failures[worker.slot] = self.failures.get(worker.slot, 0) + 1
+        self.board.publish_master(respawns=self.board.master["respawns"] + 1)
         delay = 0.0 if failures == 1 or served else min(0.5 * 2 ** (failures - 2), MAX_BACKOFF)
         log.warning("%s %s; respawning slot %d%s", worker.name(), how, worker.slot,
                     f" in {delay:g}s ({failures} failures in a row)" if delay else "")
@@ -567,6 +570,11 @@ class Arbiter:
             listening.close(unlink=not handed_over)
         self.pidfile.remove()
         log.info("master %d exiting with %d", os.getpid(), self.exit_code)
+
+
+def status_binds(config) -> list[str]:
+    """The status listener, if there is one, as an address of the "status" protocol."""
+    return [f"status://{config.status_bind}"] if config.status_bind else []
 
 
 def _record_only(signum, frame) -> None:

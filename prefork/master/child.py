@@ -21,7 +21,7 @@ from setproctitle import setproctitle
 from prefork.apps.loader import AppLoadError
 # Imported by the master, once, before any fork: a worker starts without importing the server
 # again, and still has it after dropping privileges to a user who may not read the install.
-from prefork.apps import site, wsgi  # noqa: F401
+from prefork.apps import site, status, wsgi  # noqa: F401
 from prefork.workers.worker import Worker
 
 from . import privileges
@@ -47,6 +47,11 @@ class Report:
         self.slot = slot
         self.generation = generation
         self.shown_stopping = False
+
+    @property
+    def scoreboard(self):
+        """The whole board, which the status page reads."""
+        return self.cell.board
 
     def update(self, worker) -> None:
         self.cell.update(worker)

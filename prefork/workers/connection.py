@@ -1,6 +1,7 @@
 """One HTTP/1.1 connection on the Reactor: parse requests, hand them to the app, write responses.
 
-A request is handed to `worker.handler(conn, request, body)`. The handler answers with
+A request is handed to `conn.handler(conn, request, body)` (the worker's, or the status
+routes on a status listener). The handler answers with
 `respond()` (a whole response) or with `start()`, `send()` and `end()` (a stream), at once on
 the Reactor thread (inline dispatch) or later, from a completion the worker queues bring back
 (threads dispatch). Until the response ends, the connection parses no further request: pipelined
@@ -73,12 +74,13 @@ _SENDFILE_CHUNK = 1 << 20  # bytes per os.sendfile call, so one file cannot hold
 
 
 class HttpConnection(Stream):
-    __slots__ = ("parser", "request", "body", "body_size", "busy", "keep_alive", "head_only",
+    __slots__ = ("handler", "parser", "request", "body", "body_size", "busy", "keep_alive", "head_only",
                  "head_started", "chunked_out", "status", "sent_body", "dispatching",
                  "on_abort", "file_job")
 
-    def __init__(self, worker, sock, peer):
+    def __init__(self, worker, sock, peer, handler=None):
         super().__init__(worker, sock, peer)
+        self.handler = handler or worker.handler
         self.parser = RequestParser(worker.limits)
         self.request: Request | None = None
         self.body = None
@@ -89,7 +91,7 @@ class HttpConnection(Stream):
         self.chunked_out = False
         self.status = 0
         self.sent_body = 0
-        self.dispatching = False  # inside worker.handler(): end() must not re-enter process()
+        self.dispatching = False  # inside handler(): end() must not re-enter process()
         self.on_abort = None  # called once if the connection is closed while a response is produced
         self.file_job = None  # a file being sent with os.sendfile (see send_file)
         self.head_started = self.reactor.now
@@ -198,7 +200,7 @@ class HttpConnection(Stream):
                 worker.recycle()
             self.dispatching = True
             try:
-                worker.handler(self, request, body)
+                self.handler(self, request, body)
             except Exception:
                 self.handler_failed()
             finally:
@@ -257,6 +259,11 @@ class HttpConnection(Stream):
 
     def idle(self) -> bool:
         return not self.busy and self.body is None and not self.parser.buffered and not self.out_len
+
+    def activity(self) -> str:
+        if self.busy or self.out_len:
+            return "writing"  # with the app, or its response on the way
+        return "waiting" if self.idle() else "reading"
 
     def on_timeout(self) -> None:
         if self.busy or self.out_len:
@@ -318,9 +325,8 @@ class HttpConnection(Stream):
         self.sent_body = len(body)
         # What _ended() does, inline: this runs once per request.
         self.busy = False
+        worker.response_done(self)  # before head_started moves on: it times the request
         self.head_started = self.reactor.now
-        if worker.access_log is not None:
-            worker.log_access(self)
         if not keep_alive:
             self.closing = True
 
@@ -361,8 +367,8 @@ class HttpConnection(Stream):
 
     def _ended(self, keep_alive: bool) -> None:
         self.busy = False
+        self.worker.response_done(self)  # before head_started moves on: it times the request
         self.head_started = self.reactor.now  # a pipelined request's head timeout starts now
-        self.worker.log_access(self)
         if not keep_alive or self.read_closed:
             self.closing = True
 

@@ -46,6 +46,7 @@ class WorkerQueues:
         self.completions: deque = deque()  # (fn, args) for the Reactor, in the order posted
         self.wake_scheduled = False
         self.started = False
+        worker.queues = self  # its depth and busy threads go to the status page
 
     # -- on the Reactor thread ------------------------------------------------------------------
 

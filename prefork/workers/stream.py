@@ -89,6 +89,10 @@ class Stream:
         """Nothing in flight: a graceful stop may close it at once."""
         return self.out_len == 0
 
+    def activity(self) -> str:
+        """"reading", "writing" or "waiting" (idle), as nginx's status counts connections."""
+        return "writing" if self.out_len else "waiting"
+
     def drained(self) -> None:
         """All output is sent: by default no deadline applies any more."""
         self.deadline.clear()

@@ -14,6 +14,7 @@ import os
 import random
 import signal
 import time
+from functools import partial
 
 from prefork.http import Limits
 from prefork.http import response as http
@@ -23,6 +24,7 @@ from .connection import HttpConnection
 from .echo import EchoConnection
 from .listeners import Listener
 from .reactor import EPOLLIN, Reactor
+from .stats import ResponseStats
 
 log = logging.getLogger("prefork")
 
@@ -51,6 +53,9 @@ class Worker:
         self.connections: dict[int, object] = {}
         self.accepted = 0
         self.requests = 0
+        self.started = time.monotonic()
+        self.stats = ResponseStats()
+        self.queues = None  # the worker queues, if the handler starts them (for the status page)
         self.max_requests = -1
         if config.max_requests:
             self.max_requests = config.max_requests + random.randint(0, config.max_requests_jitter)
@@ -62,16 +67,23 @@ class Worker:
         self.access_log = AccessLog(config.access_log) if config.access_log else None
         self.common_headers = b""
         self._refresh_date()
-        self.listeners = [
-            Listener(self, sock, EchoConnection if protocol == "echo" else HttpConnection, shared)
-            for sock, protocol, shared in sockets
-        ]
         self.handler = handler
         if self.handler is None:
             # WSGI hosting: the app on the Reactor or on the worker queues, or the built-in site.
             from prefork.apps.wsgi import request_handler
 
             self.handler = request_handler(self, app)
+        self.listeners = [Listener(self, sock, self._connection_class(protocol), shared)
+                          for sock, protocol, shared in sockets]
+
+    def _connection_class(self, protocol: str):
+        if protocol == "echo":
+            return EchoConnection
+        if protocol == "status":  # status_bind: the status routes, whatever the app is
+            from prefork.apps.status import Status
+
+            return partial(HttpConnection, handler=Status(self).handle)
+        return HttpConnection
 
     # -- the loop -------------------------------------------------------------------------------
 
@@ -176,9 +188,19 @@ class Worker:
         for listener in self.listeners:
             listener.start()
 
-    def log_access(self, conn) -> None:
+    def response_done(self, conn) -> None:
+        """A response is complete (or cut short): count it, and log it when there is a log."""
+        self.stats.count(conn.status, conn.sent_body, time.monotonic() - conn.head_started)
         if self.access_log is not None:
             self.access_log.write(conn.peer, conn.request, conn.status, conn.sent_body)
+
+    def queue_figures(self) -> tuple[int, int]:
+        """(requests waiting in the worker queues, handler threads busy)."""
+        queues = self.queues
+        if queues is None:
+            return 0, 0
+        busy = min(queues.in_flight, queues.threads)
+        return queues.in_flight - busy + len(queues.waiting), busy
 
     # -- stopping -------------------------------------------------------------------------------
 
