@@ -72,7 +72,10 @@ SETTINGS: tuple[Setting, ...] = (
     # -- the master: sockets, signals, supervision
     Setting("status_bind", None, "str", "a listener of its own for /status, /status.html, /metrics and /health (HOST:PORT, unix:PATH), so an APP's routes are never shadowed; off by default"),
     # -- the worker: connections and descriptors
+    Setting("umask", None, "umask", "umask of the server's processes (octal, as 022 or 0o22); unix sockets are created rw for everyone less this mask", flags=("-m", "--umask")),
     # -- behind a proxy: forwarded headers, the PROXY protocol
+    Setting("forwarded_allow_ips", "127.0.0.1,::1", "str", "peers whose X-Forwarded-For/-Proto and Forwarded headers are believed: comma-separated addresses or CIDR ranges, * for all (unix-socket peers always are)"),
+    Setting("proxy_protocol", False, "bool", "every connection starts with a PROXY protocol header (v1 or v2, HAProxy's send-proxy): the client address is taken from it"),
     # -- gunicorn compatibility and logging
 )
 
@@ -106,6 +109,8 @@ def _check(setting: Setting, value: Any, where: str) -> Any:
         if setting.minimum is not None and number < setting.minimum:
             raise bad(f"must be at least {setting.minimum:g}")
         return number
+    if kind == "umask":
+        return _umask(value, bad)
     if kind == "choice":
         if value not in setting.choices:
             raise bad("expected one of " + ", ".join(setting.choices))
@@ -129,6 +134,28 @@ def _check(setting: Setting, value: Any, where: str) -> Any:
         raise bad("expected a non-empty string")
     if setting.name == "app" and ":" not in value:
         raise bad("expected module:callable")
+    if setting.name == "forwarded_allow_ips":
+        from prefork.http.forwarded import TrustedPeers
+
+        try:
+            TrustedPeers(value)
+        except ValueError as exc:
+            raise bad(str(exc)) from None
+    return value
+
+
+def _umask(value: Any, bad) -> int:
+    """An int (TOML 0o22) or a string read as octal when it starts with 0 (022, 0o22), as gunicorn reads it."""
+    if isinstance(value, bool):
+        raise bad("expected an octal mask such as 022")
+    if isinstance(value, str):
+        text = value.strip().lower()
+        try:
+            value = int(text, 8) if text.startswith("0") and not text.startswith(("0x", "0b")) else int(text, 0)
+        except ValueError:
+            raise bad("expected an octal mask such as 022") from None
+    if not isinstance(value, int) or not 0 <= value <= 0o777:
+        raise bad("expected a mask from 0 to 0o777")
     return value
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import re
 import sys
 import time
 
@@ -45,38 +47,119 @@ def reopen_error_log() -> None:
             handler.reopen()
 
 
-class AccessLog:
-    """Combined Log Format lines, one per response; written only when --access-log is given."""
+# Bytes a client may not put into a log line as they are: the quote and backslash that delimit
+# fields, every control byte (a line break, a tab, terminal escapes) and everything non-ASCII.
+_UNSAFE = re.compile(rb'[\x00-\x1f"\\\x7f-\xff]')
+COMBINED = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"'
+DEFAULT_FORMAT = COMBINED + " %(L)s"  # combined, then the request time in seconds
 
-    def __init__(self, target: str):
+
+def escape(value: bytes | None) -> str:
+    """A client's bytes as nginx logs them: unsafe bytes become \\xHH; None is "-"."""
+    if not value:
+        return "-"
+    if _UNSAFE.search(value):
+        value = _UNSAFE.sub(lambda match: b"\\x%02X" % match[0][0], value)
+    return value.decode("ascii")
+
+
+class LogRecord:
+    """The atoms of gunicorn's access_log_format (%(h)s, %(r)s, %({name}i)s...), computed only
+    when the format uses them."""
+
+    __slots__ = ("peer", "request", "status", "size", "duration", "when")
+
+    def __init__(self, peer, request, status, size, duration, when):
+        self.peer, self.request, self.status, self.size = peer, request, status, size
+        self.duration, self.when = duration, when
+
+    def __getitem__(self, atom: str) -> str:
+        request = self.request
+        if atom[0] == "{":  # {name}i: a request header, {name}o: a response header, {name}e: environ
+            name, kind = atom[1:-2].lower(), atom[-1]
+            if kind == "i" and request is not None:
+                return escape(request.header(name.encode("latin-1")))
+            if kind == "e":
+                return escape(os.environ.get(name.upper(), "").encode("utf-8", "replace"))
+            return "-"
+        getter = _ATOMS.get(atom)
+        return getter(self) if getter is not None else "-"
+
+
+def _request_line(record: LogRecord) -> str:
+    request = record.request
+    if request is None:
+        return "-"
+    return f"{escape(request.method)} {escape(request.target)} HTTP/{escape(request.version)}"
+
+
+def _target_part(record: LogRecord, query: bool) -> str:
+    if record.request is None:
+        return "-"
+    path, _, rest = record.request.target.partition(b"?")
+    return escape(rest) if query else escape(path)
+
+
+_ATOMS = {
+    "h": lambda r: r.peer or "-",
+    "l": lambda r: "-",
+    "u": lambda r: "-",
+    "t": lambda r: time.strftime("[%d/%b/%Y:%H:%M:%S %z]", time.localtime(r.when)),
+    "r": _request_line,
+    "m": lambda r: escape(r.request.method) if r.request else "-",
+    "U": lambda r: _target_part(r, False),
+    "q": lambda r: _target_part(r, True),
+    "H": lambda r: "HTTP/" + escape(r.request.version) if r.request else "-",
+    "s": lambda r: str(r.status),
+    "B": lambda r: str(r.size),
+    "b": lambda r: str(r.size) if r.size else "-",
+    "f": lambda r: escape(r.request.header(b"referer")) if r.request else "-",
+    "a": lambda r: escape(r.request.header(b"user-agent")) if r.request else "-",
+    "T": lambda r: str(int(r.duration)),
+    "M": lambda r: str(int(r.duration * 1000)),
+    "D": lambda r: str(int(r.duration * 1_000_000)),
+    "L": lambda r: "%.6f" % r.duration,
+    "p": lambda r: "<%d>" % os.getpid(),
+}
+
+
+def check_format(fmt: str) -> None:
+    """Raise ValueError naming the first atom of `fmt` that does not exist."""
+    for atom in re.findall(r"%\(([^)]*)\)", fmt):
+        if atom not in _ATOMS and not re.fullmatch(r"\{[^}]+\}[ioe]", atom):
+            raise ValueError(f"unknown atom %({atom})s")
+    fmt % LogRecord(None, None, 200, 0, 0.0, 0.0)  # other % syntax errors show here
+
+
+class AccessLog:
+    """One line per response, in `fmt` (gunicorn's atoms; combined and the request time by
+    default); written only when --access-log is given. Each line goes out in one write(2) on a
+    descriptor opened O_APPEND, so lines of several workers never interleave."""
+
+    def __init__(self, target: str, fmt: str | None = None):
         self.target = target
-        self.file = None
+        self.format = fmt or DEFAULT_FORMAT
+        self.fd = -1
         self.reopen()
 
     def reopen(self) -> None:
-        old = self.file
+        old = self.fd
         if self.target == "-":
-            self.file = sys.stdout
+            self.fd = sys.stdout.fileno()
         else:
-            self.file = open(self.target, "a", buffering=1, encoding="utf-8", errors="backslashreplace")
-        if old is not None and old is not sys.stdout:
-            old.close()
+            self.fd = os.open(self.target, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        if old > 2:
+            os.close(old)
 
-    def write(self, peer, request, status: int, size: int) -> None:
-        host = peer[0] if isinstance(peer, tuple) and peer else "-"
-        when = time.strftime("%d/%b/%Y:%H:%M:%S %z")
-        if request is not None:
-            line = f"{request.method.decode('latin-1')} {request.target.decode('latin-1')} HTTP/{request.version.decode()}"
-            referer = (request.header(b"referer") or b"-").decode("latin-1")
-            agent = (request.header(b"user-agent") or b"-").decode("latin-1")
-        else:
-            line, referer, agent = "-", "-", "-"
-        self.file.write(f'{host} - - [{when}] "{line}" {status} {size} "{referer}" "{agent}"\n')
-        if self.file is sys.stdout:
-            sys.stdout.flush()
+    def write(self, peer: str, request, status: int, size: int, duration: float = 0.0) -> None:
+        """peer: the client's address ("" for a unix-socket peer)."""
+        line = self.format % LogRecord(peer, request, status, size, duration, time.time())
+        try:
+            os.write(self.fd, line.encode("utf-8", "backslashreplace") + b"\n")
+        except OSError:
+            pass  # a full disk or a closed pipe must not take requests down with it
 
     def close(self) -> None:
-        if self.file is not None and self.file is not sys.stdout:
-            self.file.close()
-
-
+        if self.fd > 2:
+            os.close(self.fd)
+        self.fd = -1

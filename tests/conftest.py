@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 # The installed console script, as users run it (pip install -e . puts it beside the interpreter).
 _SCRIPT = Path(sys.executable).with_name("prefork")
 PREFORK = [str(_SCRIPT)] if _SCRIPT.exists() else [shutil.which("prefork") or "prefork"]
-_PORT_LINE = re.compile(r"listening on (\S+) \(port (\d+)\)")
+_PORT_LINE = re.compile(r"listening on (\S+)(?: \(port (\d+)\))?$", re.M)  # no port: a unix socket
 
 
 def wait_until(predicate, timeout: float = 10.0, interval: float = 0.01, message: str = "condition"):
@@ -61,7 +61,7 @@ class Server:
     def _ports(self, expected):
         if self.proc.poll() is not None:
             raise AssertionError(f"prefork exited with {self.proc.returncode}:\n{self.log()}")
-        ports = [int(m.group(2)) for m in _PORT_LINE.finditer(self.log())]
+        ports = [int(m.group(2) or 0) for m in _PORT_LINE.finditer(self.log())]
         return ports if len(ports) >= expected else None
 
     @property

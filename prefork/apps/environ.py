@@ -164,10 +164,9 @@ class EnvironBuilder:
         environ["QUERY_STRING"] = query.decode("latin-1")
         environ["RAW_URI"] = target.decode("latin-1")
         environ["SERVER_PROTOCOL"] = _PROTOCOLS[request.version]
-        peer = conn.peer
-        if type(peer) is tuple:
-            environ["REMOTE_ADDR"] = peer[0]
-            environ["REMOTE_PORT"] = str(peer[1])
+        client = conn.client
+        environ["REMOTE_ADDR"] = client[0]
+        environ["REMOTE_PORT"] = str(client[1]) if client[0] else ""
         environ["wsgi.input"] = body
         keys = _KEYS
         for name, value in request.headers:
@@ -187,8 +186,23 @@ class EnvironBuilder:
             local = conn.sock.getsockname()
             environ["SERVER_NAME"], environ["SERVER_PORT"] = (
                 (str(local[0]), str(local[1])) if isinstance(local, tuple) else ("localhost", "80"))
+        if conn.trusted and ("HTTP_X_FORWARDED_FOR" in environ or "HTTP_X_FORWARDED_PROTO" in environ
+                             or "HTTP_FORWARDED" in environ):
+            self._forwarded(conn, request, environ)
         if request.chunked:
             body.seek(0, os.SEEK_END)
             environ["CONTENT_LENGTH"] = str(body.tell())  # the whole body is read: its length is known
             body.seek(0)
         return environ
+
+    @staticmethod
+    def _forwarded(conn, request, environ) -> None:
+        """From a trusted proxy: the client it names, and the scheme the client used."""
+        client, scheme = conn.client_and_scheme(request)
+        if client != environ["REMOTE_ADDR"]:
+            environ["REMOTE_ADDR"] = client
+            environ["REMOTE_PORT"] = ""  # the proxy's headers do not say the client's port
+        if scheme is not None:
+            environ["wsgi.url_scheme"] = scheme
+            if scheme == "https" and environ["SERVER_PORT"] == "80" and ":" not in environ.get("HTTP_HOST", ":"):
+                environ["SERVER_PORT"] = "443"

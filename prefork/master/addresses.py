@@ -20,6 +20,7 @@ class Address:
     family: int = socket.AF_INET
     path: str = ""
     fd: int = -1
+    mode: int | None = None  # unix: the socket file's permissions, if the address says
 
 
 def parse_address(text: str) -> Address:
@@ -33,10 +34,16 @@ def parse_address(text: str) -> Address:
     elif rest.startswith("http://"):
         rest = rest[len("http://"):]
     if rest.startswith("unix:"):
-        path = rest[len("unix:"):]
+        path, _, option = rest[len("unix:"):].partition("?")
         if not path:
             raise AddressError(f"{text!r}: unix: needs a path")
-        return Address(text, protocol, "unix", path=path, family=socket.AF_UNIX)
+        mode = None
+        if option:
+            name, _, value = option.partition("=")
+            if name != "mode" or not value or any(c not in "01234567" for c in value) or int(value, 8) > 0o777:
+                raise AddressError(f"{text!r}: expected unix:PATH?mode=OCTAL, as unix:/run/app.sock?mode=660")
+            mode = int(value, 8)
+        return Address(text, protocol, "unix", path=path, family=socket.AF_UNIX, mode=mode)
     if rest.startswith("fd://"):
         number = rest[len("fd://"):]
         if not number.isdigit():

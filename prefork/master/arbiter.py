@@ -116,6 +116,8 @@ class Arbiter:
         return self.exit_code
 
     def start(self) -> bool:
+        if self.config.umask is not None:
+            os.umask(self.config.umask)  # for every file we create, and the workers inherit it
         # Signals first: one that arrives while we bind or preload is acted on by the loop.
         self.pipe = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         for sig in HANDLED:
@@ -134,13 +136,16 @@ class Arbiter:
                 log.error("LISTEN_FDS: descriptor %d is not a socket: %s", fd, exc.strerror)
         count = self.config.worker_count
         try:
-            self.listenings = bind_all(self.config.bind + status_binds(self.config), count, self.config.reuse_port, self.config.backlog,
-                                       inherited, activated)
+            self.listenings = bind_all(self.config.bind + status_binds(self.config), count, self.config.reuse_port,
+                                       self.config.backlog, inherited, activated, self.config.umask)
         except BindError as exc:
             log.error("%s", exc)
             return False
         for listening in self.listenings:
-            log.info("listening on %s (port %s)", listening.address.text, listening.bound_port)
+            if listening.bound_port:
+                log.info("listening on %s (port %s)", listening.address.text, listening.bound_port)
+            else:
+                log.info("listening on %s", listening.address.text)
         if self.config.preload and self.config.app:
             from prefork.apps.loader import AppLoadError, load_app
 
@@ -158,7 +163,7 @@ class Arbiter:
             return False
         self.slots = [None] * count
         self.set_title()
-        log.info("master %d: %d workers, generation %d%s", os.getpid(), count, self.generation,
+        log.info("master %d: %s, generation %d%s", os.getpid(), plural(count, "worker"), self.generation,
                  " (upgraded: sockets inherited)" if self.upgraded else "")
         return True
 
@@ -272,7 +277,7 @@ class Arbiter:
         self.slots = [None] * len(self.slots)
         self.respawn_at.clear()
         self.failures.clear()
-        log.info("generation %d: starting %d workers", self.generation, len(self.slots))
+        log.info("generation %d: starting %s", self.generation, plural(len(self.slots), "worker"))
 
     def handle_usr1(self) -> None:
         log.info("reopening log files (USR1)")
@@ -313,10 +318,10 @@ class Arbiter:
         if self.stopping:
             return
         if len(self.slots) * 2 >= self.board.cells:
-            log.warning("TTIN ignored: %d workers is the most this master can track", len(self.slots))
+            log.warning("TTIN ignored: %s is the most this master can track", plural(len(self.slots), "worker"))
             return
         self.resize(len(self.slots) + 1)
-        log.info("TTIN: %d workers", len(self.slots))
+        log.info("TTIN: %s", plural(len(self.slots), "worker"))
 
     def handle_ttou(self) -> None:
         """One worker fewer. Its sockets go to the remaining slots before it stops (see module doc)."""
@@ -335,7 +340,7 @@ class Arbiter:
             if worker is not None and not covers(worker.indices, assignment(self.listenings, slot, active)):
                 worker.state = "superseded"  # a replacement serving the extra socket takes over
                 self.slots[slot] = None
-        log.info("TTOU: %d workers", active)
+        log.info("TTOU: %s", plural(active, "worker"))
 
     # -- stopping -------------------------------------------------------------------------------
 
@@ -494,8 +499,8 @@ class Arbiter:
             return
         superseded = [w for w in self.workers.values() if w.state == "superseded"]
         if superseded:
-            log.info("generation %d serving: stopping %d superseded workers gracefully",
-                     self.generation, len(superseded))
+            log.info("generation %d serving: stopping %s gracefully",
+                     self.generation, plural(len(superseded), "superseded worker"))
             self.quit_workers(superseded)
         if self.snapshot is not None or not self.announced_ready:
             self.snapshot = None
@@ -558,7 +563,7 @@ class Arbiter:
     # -- helpers --------------------------------------------------------------------------------
 
     def status(self) -> str:
-        return f"STATUS=serving: {len(self.slots)} workers, generation {self.generation}"
+        return f"STATUS=serving: {plural(len(self.slots), 'worker')}, generation {self.generation}"
 
     def set_title(self) -> None:
         state = " shutting down" if self.stopping else " (old, upgrading)" if self.new_master else ""
@@ -575,6 +580,10 @@ class Arbiter:
 def status_binds(config) -> list[str]:
     """The status listener, if there is one, as an address of the "status" protocol."""
     return [f"status://{config.status_bind}"] if config.status_bind else []
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 def _record_only(signum, frame) -> None:

@@ -18,8 +18,12 @@ class Pidfile:
             return
         pid = os.getpid() if pid is None else pid
         temporary = f"{self.path}.{os.getpid()}.tmp"
-        with open(temporary, "w") as f:
-            f.write(f"{pid}\n")
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        try:
+            os.fchmod(fd, 0o644)  # whatever the umask: anyone may read it, only we may write it
+            os.write(fd, f"{pid}\n".encode())
+        finally:
+            os.close(fd)
         os.replace(temporary, self.path)
 
     def rename_to_oldbin(self) -> None:

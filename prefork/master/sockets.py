@@ -95,7 +95,15 @@ def _tcp_socket(address: Address, port: int, reuse_port: bool, backlog: int,
     return sock
 
 
-def _unix_socket(address: Address, backlog: int) -> socket.socket:
+def unix_socket_mode(address: Address, umask: int | None) -> int:
+    """rw for everyone (a proxy running as another user must connect: nginx as www-data), less
+    what `umask` takes away; a mode in the address (unix:PATH?mode=660) decides alone."""
+    if address.mode is not None:
+        return address.mode
+    return 0o666 & ~(umask or 0)
+
+
+def _unix_socket(address: Address, backlog: int, umask: int | None = None) -> socket.socket:
     path = address.path
     try:
         mode = os.stat(path).st_mode
@@ -118,6 +126,7 @@ def _unix_socket(address: Address, backlog: int) -> socket.socket:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.bind(path)
+        os.chmod(path, unix_socket_mode(address, umask))  # before listen(): no one connected yet
         sock.listen(backlog)
     except OSError as exc:
         sock.close()
@@ -126,10 +135,11 @@ def _unix_socket(address: Address, backlog: int) -> socket.socket:
     return sock
 
 
-def bind_address(address: Address, slots: int, reuse_port: bool, backlog: int) -> Listening:
+def bind_address(address: Address, slots: int, reuse_port: bool, backlog: int,
+                 umask: int | None = None) -> Listening:
     """Bind one address: `slots` SO_REUSEPORT sockets for TCP with reuse_port, else one."""
     if address.kind == "unix":
-        return Listening(address, [_unix_socket(address, backlog)], backlog=backlog)
+        return Listening(address, [_unix_socket(address, backlog, umask)], backlog=backlog)
     if address.kind == "fd":
         try:
             sock = socket.socket(fileno=address.fd)
@@ -169,13 +179,15 @@ def matches(address: Address, sock: socket.socket) -> bool:
 
 
 def bind_all(bind: list[str], slots: int, reuse_port: bool, backlog: int,
-             inherited: dict[str, list] | None = None, activated: list | None = None) -> list[Listening]:
+             inherited: dict[str, list] | None = None, activated: list | None = None,
+             umask: int | None = None) -> list[Listening]:
     """Listening sockets for every address of `bind`, reusing what was inherited.
 
     inherited: address text -> (its sockets in slot order, per_slot) (PREFORK_FDS, from the
     old master; used as they are, even if reuse_port changed: that takes a restart).
     activated: sockets passed by systemd; each serves the address it is bound to, and one
     that matches no address is served as http on fd://N.
+    umask: the configured one, if any, for unix sockets' permissions (see unix_socket_mode).
     """
     inherited = dict(inherited or {})
     activated = list(activated or [])
@@ -195,7 +207,7 @@ def bind_all(bind: list[str], slots: int, reuse_port: bool, backlog: int,
                 activated.remove(found)
                 listenings.append(Listening(address, [found], backlog=backlog, origin="systemd"))
                 continue
-            listenings.append(bind_address(address, slots, reuse_port, backlog))
+            listenings.append(bind_address(address, slots, reuse_port, backlog, umask))
         for sock in activated:
             address = parse_address(f"fd://{sock.fileno()}")
             listenings.append(Listening(address, [sock], backlog=backlog, origin="systemd"))

@@ -20,7 +20,9 @@ import tempfile
 from io import BytesIO
 
 from prefork.http import CLOSED, Data, EndOfMessage, ProtocolError, Request, RequestParser
+from prefork.http import proxy_protocol
 from prefork.http import response as http
+from prefork.http.forwarded import client_and_scheme
 
 from .reactor import EPOLLIN, EPOLLOUT
 from .stream import _READ_SIZE, Stream
@@ -76,11 +78,16 @@ _SENDFILE_CHUNK = 1 << 20  # bytes per os.sendfile call, so one file cannot hold
 class HttpConnection(Stream):
     __slots__ = ("handler", "parser", "request", "body", "body_size", "busy", "keep_alive", "head_only",
                  "head_started", "chunked_out", "status", "sent_body", "dispatching",
-                 "on_abort", "file_job")
+                 "on_abort", "file_job", "client", "trusted")
 
     def __init__(self, worker, sock, peer, handler=None):
         super().__init__(worker, sock, peer)
         self.handler = handler or worker.handler
+        # The client's (host, port): the peer, or what a PROXY protocol header says.
+        self.client = peer if type(peer) is tuple else ("", 0)
+        # May this peer tell us who the client is (X-Forwarded-For...)? A unix-socket peer is a
+        # local process the socket's permissions let in: trusted, as gunicorn does.
+        self.trusted = type(peer) is not tuple or worker.trusted_peers.trusts(peer[0])
         self.parser = RequestParser(worker.limits)
         self.request: Request | None = None
         self.body = None
@@ -96,6 +103,12 @@ class HttpConnection(Stream):
         self.file_job = None  # a file being sent with os.sendfile (see send_file)
         self.head_started = self.reactor.now
         self.deadline.set(self.head_started + worker.config.header_timeout)
+
+    def client_and_scheme(self, request) -> tuple[str, str | None]:
+        """The client's address and the scheme it used, as far as we can believe the request."""
+        if self.trusted:
+            return client_and_scheme(request.headers, self.client[0], self.worker.trusted_peers)
+        return self.client[0], None
 
     # -- input ----------------------------------------------------------------------------------
 
@@ -373,10 +386,17 @@ class HttpConnection(Stream):
             self.closing = True
 
     def reject(self, status: int) -> None:
-        """Answer a protocol error and close: nothing after a bad request can be trusted."""
+        """Answer a protocol error and close: nothing after a bad request can be trusted. It is
+        counted and logged as any response is, with the request if its head was read."""
+        if not self.busy and self.body is None:
+            self.request = None  # the head that failed (or the previous request's, long done)
         self.busy = False
         self.closing = True
-        self.write(http.error(status, self.worker.common_headers))
+        data = http.error(status, self.worker.common_headers)
+        self.status = status
+        self.sent_body = len(data) - data.index(b"\r\n\r\n") - 4
+        self.write(data)
+        self.worker.response_done(self)
 
     # -- responses produced elsewhere: worker queues, paused streams, files (WSGI hosting) -------
 
@@ -457,3 +477,53 @@ class HttpConnection(Stream):
         if self.interest != EPOLLOUT:
             self.interest = EPOLLOUT
             self.reactor.modify(self.fd, EPOLLOUT)
+
+
+class ProxyProtocolConnection(HttpConnection):
+    """proxy_protocol = true: the connection starts with a PROXY header (v1 or v2) from the
+    proxy, read under header_timeout; then it is an HttpConnection like any other. A connection
+    that does not start with a valid header is closed."""
+
+    __slots__ = ("proxy_header",)
+
+    def __init__(self, worker, sock, peer, handler=None):
+        super().__init__(worker, sock, peer, handler)
+        self.proxy_header = b""  # what arrived of the header so far; None once it is read
+
+    def on_events(self, mask: int) -> None:
+        if self.proxy_header is None:
+            HttpConnection.on_events(self, mask)
+            return
+        try:
+            data = self.sock.recv(_READ_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self.abort()
+            return
+        if not data:
+            self.abort()
+            return
+        data = self.proxy_header + data
+        try:
+            parsed = proxy_protocol.parse(data)
+        except proxy_protocol.InvalidHeader as exc:
+            self.worker.log.info("closing a connection from %s: %s", self.peer, exc)
+            self.abort()
+            return
+        if parsed is None:
+            self.proxy_header = data
+            return
+        used, client = parsed
+        self.proxy_header = None
+        if client is not None:
+            # The bytes that follow are the client's: its forwarded headers are believed only
+            # if it is itself a trusted proxy.
+            self.client = client
+            self.trusted = self.worker.trusted_peers.trusts(client[0])
+        self.reactor.handlers[self.fd] = super().on_events  # the rest is HTTP
+        rest = data[used:]
+        if rest:
+            self.parser.feed(rest)
+            self.process()
+            self.flush()

@@ -9,8 +9,10 @@ number to a pipe the Reactor watches, and the loop acts on it.
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import os
+import sys
 import random
 import signal
 import time
@@ -20,7 +22,9 @@ from prefork.http import Limits
 from prefork.http import response as http
 from prefork.logs import AccessLog, reopen_error_log
 
-from .connection import HttpConnection
+from prefork.http.forwarded import TrustedPeers
+
+from .connection import HttpConnection, ProxyProtocolConnection
 from .echo import EchoConnection
 from .listeners import Listener
 from .reactor import EPOLLIN, Reactor
@@ -50,6 +54,7 @@ class Worker:
                              field_size=config.limit_request_field_size, head=config.limit_request_head,
                              body=config.max_body_size)
         self.high_water = config.high_water
+        self.trusted_peers = TrustedPeers(config.forwarded_allow_ips)
         self.connections: dict[int, object] = {}
         self.accepted = 0
         self.requests = 0
@@ -64,7 +69,7 @@ class Worker:
         self.accepting_paused = False
         self.emfile_logged_at = -EMFILE_LOG_INTERVAL  # when "accept failed" was last logged
         self.parent = os.getppid()
-        self.access_log = AccessLog(config.access_log) if config.access_log else None
+        self.access_log = AccessLog(config.access_log, getattr(config, "access_log_format", None)) if config.access_log else None
         self.common_headers = b""
         self._refresh_date()
         self.handler = handler
@@ -83,7 +88,7 @@ class Worker:
             from prefork.apps.status import Status
 
             return partial(HttpConnection, handler=Status(self).handle)
-        return HttpConnection
+        return ProxyProtocolConnection if self.config.proxy_protocol else HttpConnection
 
     # -- the loop -------------------------------------------------------------------------------
 
@@ -131,7 +136,26 @@ class Worker:
             signal.signal(sig, _record_only)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+        if self.board is not None:
+            signal.signal(signal.SIGABRT, self._on_abort)
         self.reactor.register(read_fd, EPOLLIN, self._on_signal_pipe)
+
+    def _on_abort(self, signum, frame) -> None:
+        """SIGABRT from the master: this worker missed its heartbeats and is about to be killed.
+        The Reactor is stuck, so this runs here, not in the loop: show where every thread is,
+        answer 500 to every request whose response has not begun (not an empty reply, as
+        gunicorn's sync worker does), then die of the signal as the master expects."""
+        faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+        answered = 0
+        for conn in list(self.connections.values()):
+            if getattr(conn, "busy", False) and not conn.status and not conn.closed:
+                conn.reject(500)
+                conn.flush()
+                answered += 1
+        log.error("worker %d: aborted after missing heartbeats; %d request(s) in flight answered "
+                  "with 500", os.getpid(), answered)
+        signal.signal(signal.SIGABRT, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGABRT)
 
     def _on_signal_pipe(self, mask: int) -> None:
         try:
@@ -190,9 +214,12 @@ class Worker:
 
     def response_done(self, conn) -> None:
         """A response is complete (or cut short): count it, and log it when there is a log."""
-        self.stats.count(conn.status, conn.sent_body, time.monotonic() - conn.head_started)
+        duration = time.monotonic() - conn.head_started
+        self.stats.count(conn.status, conn.sent_body, duration)
         if self.access_log is not None:
-            self.access_log.write(conn.peer, conn.request, conn.status, conn.sent_body)
+            request = conn.request
+            client = conn.client_and_scheme(request)[0] if request is not None else conn.client[0]
+            self.access_log.write(client, request, conn.status, conn.sent_body, duration)
 
     def queue_figures(self) -> tuple[int, int]:
         """(requests waiting in the worker queues, handler threads busy)."""
