@@ -77,6 +77,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("forwarded_allow_ips", "127.0.0.1,::1", "str", "peers whose X-Forwarded-For/-Proto and Forwarded headers are believed: comma-separated addresses or CIDR ranges, * for all (unix-socket peers always are)"),
     Setting("proxy_protocol", False, "bool", "every connection starts with a PROXY protocol header (v1 or v2, HAProxy's send-proxy): the client address is taken from it"),
     # -- gunicorn compatibility and logging
+    Setting("access_log_format", None, "str", "access log line in gunicorn's atoms (%(h)s %(r)s %(s)s %(D)s ...); the combined format and the request time in seconds by default", flags=("--access-log-format", "--access-logformat")),
 )
 
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
@@ -134,6 +135,13 @@ def _check(setting: Setting, value: Any, where: str) -> Any:
         raise bad("expected a non-empty string")
     if setting.name == "app" and ":" not in value:
         raise bad("expected module:callable")
+    if setting.name == "access_log_format":
+        from prefork.logs import check_format
+
+        try:
+            check_format(value)
+        except (ValueError, TypeError, KeyError) as exc:
+            raise bad(str(exc)) from None
     if setting.name == "forwarded_allow_ips":
         from prefork.http.forwarded import TrustedPeers
 

@@ -69,7 +69,7 @@ class Worker:
         self.accepting_paused = False
         self.emfile_logged_at = -EMFILE_LOG_INTERVAL  # when "accept failed" was last logged
         self.parent = os.getppid()
-        self.access_log = AccessLog(config.access_log, getattr(config, "access_log_format", None)) if config.access_log else None
+        self.access_log = AccessLog(config.access_log, config.access_log_format) if config.access_log else None
         self.common_headers = b""
         self._refresh_date()
         self.handler = handler
