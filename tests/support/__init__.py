@@ -1,0 +1,1 @@
+"""Helpers several test modules share: the proxies users put in front of prefork."""
