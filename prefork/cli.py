@@ -74,16 +74,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def check(config) -> int:
-    """`prefork -t`: the file parsed and every value is valid; the app, if any, imports."""
-    if config.app:
-        from .apps.loader import AppLoadError, load_app
+    """`prefork -t`: the values are valid and start-up would find what it needs (see checks.py)."""
+    from .checks import problems
 
-        try:
-            load_app(config.app, config.chdir)
-        except AppLoadError as exc:
-            print(f"prefork: {exc}", file=sys.stderr)
-            print("configuration invalid", file=sys.stderr)
-            return 1
+    found = problems(config)
+    for problem in found:
+        print(f"prefork: {problem}", file=sys.stderr)
+    if found:
+        print("configuration invalid", file=sys.stderr)
+        return 1
     source = config.path or "defaults and command line"
     print(f"configuration ok ({source})")
     return 0

@@ -41,6 +41,25 @@ def setup_error_log(target: str, level: str) -> logging.Logger:
     return logger
 
 
+def prepare_log_files(paths, uid: int | None, gid: int | None) -> None:
+    """Create the log files as the master (root) and give them to the workers' user, as nginx
+    does: a worker that dropped privileges can then open them, and reopen them after a
+    rotation, in a directory only root may write to (/var/log/prefork)."""
+    if uid is None and gid is None or os.geteuid() != 0:
+        return
+    for path in paths:
+        if not path or path == "-":
+            continue
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        except OSError:
+            continue  # opening it later says why, with the path
+        try:
+            os.fchown(fd, -1 if uid is None else uid, -1 if gid is None else gid)
+        finally:
+            os.close(fd)
+
+
 def reopen_error_log() -> None:
     for handler in logging.getLogger("prefork").handlers:
         if isinstance(handler, ReopenableFileHandler):

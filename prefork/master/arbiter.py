@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 from setproctitle import setproctitle
 
 from prefork import config as configuration
-from prefork.logs import reopen_error_log, setup_error_log
+from prefork.logs import prepare_log_files, reopen_error_log, setup_error_log
 
-from . import child, systemd, upgrade
+from . import child, privileges, systemd, upgrade
 from .pidfile import Pidfile
 from .scoreboard import Scoreboard
 from .sockets import BindError, assignment, bind_all, covers, worker_sockets
@@ -104,6 +104,7 @@ class Arbiter:
 
     def run(self) -> int:
         """Start, supervise until stopped; returns the exit code of the `prefork` command."""
+        self.prepare_logs(self.config)
         setup_error_log(self.config.error_log, self.config.log_level)
         if not self.start():
             for listening in self.listenings:
@@ -266,6 +267,7 @@ class Arbiter:
         if self.snapshot is None:
             self.snapshot = Snapshot(self.config, self.generation, list(self.slots))
         self.config = new
+        self.prepare_logs(new)
         setup_error_log(new.error_log, new.log_level)
         self.generation += 1
         self.board.publish_master(generation=self.generation, reloads=self.board.master["reloads"] + 1)
@@ -279,8 +281,17 @@ class Arbiter:
         self.failures.clear()
         log.info("generation %d: starting %s", self.generation, plural(len(self.slots), "worker"))
 
+    @staticmethod
+    def prepare_logs(config) -> None:
+        try:
+            uid, gid, _ = privileges.resolve(config.user, config.group)
+        except privileges.PrivilegeError:
+            return  # the workers report it when they boot
+        prepare_log_files((config.access_log, config.error_log), uid, gid)
+
     def handle_usr1(self) -> None:
         log.info("reopening log files (USR1)")
+        self.prepare_logs(self.config)  # the new files, created here, belong to the workers' user
         reopen_error_log()
         self.signal_workers(signal.SIGUSR1, list(self.workers.values()))
 
