@@ -1,7 +1,9 @@
 """The `prefork` command: gunicorn-style flags, nginx-style control (-t, -s SIGNAL).
 
 Every flag is also a key of the TOML file, spelt with `_` for `-` (see prefork/config.py,
-which holds the one table of settings this parser is built from).
+which holds the one table of settings this parser is built from). gunicorn's spellings of the
+same settings are accepted too (--access-logfile, --keep-alive, -p, ...), so that a gunicorn
+command line can be pasted; docs/gunicorn.md lists them all.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import os
 import signal
 import sys
 
+from . import __version__
 from . import config as configuration
 
 CONTROL_SIGNALS = {
@@ -20,6 +23,8 @@ CONTROL_SIGNALS = {
     "reopen": signal.SIGUSR1,
     "upgrade": signal.SIGUSR2,
 }
+METAVARS = {"bind": "ADDR", "env": "KEY=VALUE", "pythonpath": "DIRS", "proc_name": "NAME"}
+TIMEOUT_MISTAKE = "prefork: -t checks the configuration; use --timeout N for the worker timeout"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,9 +34,11 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Every option is also a key of the TOML file given with -c (use _ for -).",
     )
     parser.add_argument("app", nargs="?", default=argparse.SUPPRESS,
-                        help="WSGI application as module:callable or module:factory(); none serves the built-in site")
+                        help="WSGI application as module:callable, module:factory() or module "
+                             "(module:application); none serves the built-in site")
+    parser.add_argument("-v", "--version", action="version", version=f"prefork {__version__}")
     parser.add_argument("-c", "--config", dest="config_file", metavar="FILE", help="TOML configuration file")
-    parser.add_argument("-t", dest="check_only", action="store_true",
+    parser.add_argument("-t", "--check-config", dest="check_only", action="store_true",
                         help="check the configuration, print 'configuration ok' or the error, and exit")
     parser.add_argument("-s", dest="control", metavar="SIGNAL", choices=sorted(CONTROL_SIGNALS),
                         help="send a signal to the running master: " + ", ".join(sorted(CONTROL_SIGNALS)))
@@ -39,41 +46,101 @@ def build_parser() -> argparse.ArgumentParser:
         if setting.name == "app":
             continue
         flags = setting.flags or ("--" + setting.name.replace("_", "-"),)
+        help = setting.help
+        if setting.name in configuration.ZERO_MEANS_NO_LIMIT:
+            help += "; 0 means no limit"
         if setting.kind == "bool":
             parser.add_argument(*flags, dest=setting.name, action=argparse.BooleanOptionalAction,
-                                default=argparse.SUPPRESS, help=setting.help)
+                                default=argparse.SUPPRESS, help=help)
         elif setting.kind == "list":
-            parser.add_argument(*flags, dest=setting.name, action="append", metavar="ADDR",
-                                default=argparse.SUPPRESS, help=setting.help)
+            parser.add_argument(*flags, dest=setting.name, action="append", metavar=METAVARS.get(setting.name, "VALUE"),
+                                default=argparse.SUPPRESS, help=help)
+        elif setting.kind == "choice":
+            listed = f"({', '.join(setting.choices)})"
+            # Any case, and aliases such as gunicorn's "warn", name a choice.
+            parser.add_argument(*flags, dest=setting.name, default=argparse.SUPPRESS,
+                                type=configuration.normalize_choice, metavar=setting.name.upper(),
+                                choices=setting.choices, help=help if listed in help else f"{help} {listed}")
         else:
             parser.add_argument(*flags, dest=setting.name, default=argparse.SUPPRESS,
-                                metavar=setting.name.upper(),
-                                choices=setting.choices or None, help=setting.help)
+                                metavar=METAVARS.get(setting.name, setting.name.upper()), help=help)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = vars(build_parser().parse_args(argv))
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    if gives_t_a_number(arguments):
+        print(TIMEOUT_MISTAKE, file=sys.stderr)
+        return 2
+    args = vars(build_parser().parse_args(arguments))
     config_file = args.pop("config_file")
     check_only = args.pop("check_only")
     control = args.pop("control")
     try:
         config = configuration.load(config_file, args)
+        refuse_conflicts(config)
     except configuration.ConfigError as exc:
         print(f"prefork: {exc}", file=sys.stderr)
         if check_only:
             print("configuration invalid", file=sys.stderr)
         return 1
+    from .apps.loader import prepare
+
+    prepare(config.env, config.pythonpath)
     if check_only:
-        return check(config)
+        return check(config, app_in_file=bool(config_file) and "app" not in args)
     if control:
         return send_control(config, control)
+    warn_unapplied(config)
     from .master.arbiter import Arbiter
 
-    return Arbiter(config, argv=sys.argv if argv is None else ["prefork", *argv], overrides=args).run()
+    command = sys.argv if argv is None else ["prefork", *argv]
+    if config.daemon and not upgrading():
+        from .daemon import run_detached
+
+        return run_detached(config, command, args)
+    return Arbiter(config, argv=command, overrides=args).run()
 
 
-def check(config) -> int:
+def gives_t_a_number(arguments: list[str]) -> bool:
+    """gunicorn's `-t 30` is its worker timeout; here -t checks the configuration, as nginx's."""
+    for i, argument in enumerate(arguments):
+        if argument == "--":
+            return False
+        value = arguments[i + 1] if argument == "-t" and i + 1 < len(arguments) else argument[2:]
+        if argument.startswith("-t") and _is_number(value):
+            return True
+    return False
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def refuse_conflicts(config) -> None:
+    if config.reload and config.preload and config.app:
+        raise configuration.ConfigError("--reload needs the workers to import the app, and --preload imports "
+                                        "it once in the master: drop one of them")
+
+
+def warn_unapplied(config) -> None:
+    if config.access_log_format:
+        print("prefork: warning: access_log_format is accepted but not applied yet: the access log "
+              "is written in Combined Log Format", file=sys.stderr)
+
+
+def upgrading() -> bool:
+    """Started by a master's upgrade (USR2): that master is already detached; so are we."""
+    from .master.upgrade import ENVIRONMENT_KEY
+
+    return ENVIRONMENT_KEY in os.environ
+
+
+def check(config, app_in_file: bool = False) -> int:
     """`prefork -t`: the file parsed and every value is valid; the app, if any, imports."""
     if config.app:
         from .apps.loader import AppLoadError, load_app
@@ -81,7 +148,8 @@ def check(config) -> int:
         try:
             load_app(config.app, config.chdir)
         except AppLoadError as exc:
-            print(f"prefork: {exc}", file=sys.stderr)
+            where = f"{config.path}: key 'app': " if app_in_file else ""
+            print(f"prefork: {where}{exc}", file=sys.stderr)
             print("configuration invalid", file=sys.stderr)
             return 1
     source = config.path or "defaults and command line"

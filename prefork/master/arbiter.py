@@ -28,7 +28,7 @@ from setproctitle import setproctitle
 from prefork import config as configuration
 from prefork.logs import reopen_error_log, setup_error_log
 
-from . import child, systemd, upgrade
+from . import autoreload, child, systemd, upgrade
 from .pidfile import Pidfile
 from .scoreboard import Scoreboard
 from .sockets import BindError, assignment, bind_all, covers, worker_sockets
@@ -165,11 +165,14 @@ class Arbiter:
     # -- the loop -------------------------------------------------------------------------------
 
     def loop(self) -> None:
+        reloader = autoreload.watcher_for(self.config)  # --reload: a changed .py file acts as a HUP
         while True:
             self.sleep()
             received = self.read_signals()
             self.reap()  # first, as nginx: the signals then act on the workers that are alive
             self.handle_signals(received)
+            if reloader is not None and reloader.changed():
+                self.handle_hup()
             if self.stopping:
                 if not self.workers:
                     return
@@ -562,7 +565,7 @@ class Arbiter:
 
     def set_title(self) -> None:
         state = " shutting down" if self.stopping else " (old, upgrading)" if self.new_master else ""
-        setproctitle(f"prefork: master [{' '.join(self.argv[1:])}]{state}")
+        setproctitle(f"{self.config.proc_name}: master [{' '.join(self.argv[1:])}]{state}")
 
     def cleanup(self) -> None:
         handed_over = self.new_master is not None  # the new master serves these sockets now
