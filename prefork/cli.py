@@ -87,11 +87,11 @@ def main(argv: list[str] | None = None) -> int:
     from .apps.loader import prepare
 
     prepare(config.env, config.pythonpath)
+    warn_unapplied(config)
     if check_only:
         return check(config, app_in_file=bool(config_file) and "app" not in args)
     if control:
         return send_control(config, control)
-    warn_unapplied(config)
     from .master.arbiter import Arbiter
 
     command = sys.argv if argv is None else ["prefork", *argv]

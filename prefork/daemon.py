@@ -37,8 +37,7 @@ def run_detached(config, argv: list[str], overrides: dict) -> int:
     status = _read_all(status_read)
     os.waitpid(child, 0)  # the session leader, which exits as soon as it has forked the master
     if status.startswith(READY):
-        pid = status[len(READY):].decode().strip()
-        print(f"prefork: running in the background, master pid {pid}", file=sys.stderr)
+        print(f"prefork: running in the background,{status[len(READY):].decode()}", file=sys.stderr)
         if config.error_log == "-":
             print("prefork: warning: with -D and --error-log - the server's log goes to /dev/null; "
                   "give --error-log FILE to keep it", file=sys.stderr)
@@ -73,7 +72,8 @@ class DetachedArbiter(Arbiter):
         if started:
             # Before any worker is forked, so that none inherits the pipes to the command.
             try:
-                os.write(self.status_write, READY + b" %d" % os.getpid())
+                where = ", ".join(f"{l.address.text} (port {l.bound_port})" for l in self.listenings)
+                os.write(self.status_write, READY + f" master pid {os.getpid()}, listening on {where}".encode())
                 sys.stderr.flush()
             except OSError:  # the command was killed meanwhile: nobody to tell
                 pass
