@@ -25,6 +25,47 @@ CONTROL_SIGNALS = {
 }
 METAVARS = {"bind": "ADDR", "env": "KEY=VALUE", "pythonpath": "DIRS", "proc_name": "NAME"}
 TIMEOUT_MISTAKE = "prefork: -t checks the configuration; use --timeout N for the worker timeout"
+# gunicorn flags with no prefork equivalent, and why: a pasted gunicorn command that has one
+# gets this instead of argparse's bare "unrecognized arguments". Flags prefork knows are
+# never looked up here (build_parser decides), so a setting added later simply wins.
+GUNICORN_ONLY = {
+    ("-k", "--worker-class"): "there is one kind of worker, an epoll Reactor per process; the app runs on "
+                              "its handler threads (--dispatch threads --threads N) or on the Reactor "
+                              "(--dispatch inline)",
+    ("--reload-engine",): "--reload polls the files once a second",
+    ("--reload-extra-file",): "--reload watches the .py files under the app's directory",
+    ("--spew",): "there is no line tracer",
+    ("--print-config",): "prefork -t checks a configuration; conf/prefork.toml lists every key with its default",
+    ("--no-sendfile",): "files are always sent with os.sendfile",
+    ("--worker-tmp-dir",): "the workers' heartbeats are in shared memory, not in files",
+    ("--initgroups",): "with --user the worker always takes the user's supplementary groups",
+    ("--capture-output", "-R", "--enable-stdio-inheritance"): "output handling is not configurable",
+    ("--logger-class", "--log-config", "--log-config-json", "--log-syslog", "--log-syslog-to",
+     "--log-syslog-prefix", "--log-syslog-facility", "--disable-redirect-access-to-syslog"):
+        "logs go to the files or streams named by --error-log and --access-log (use journald or "
+        "logrotate around them; USR1 reopens them)",
+    ("--statsd-host", "--statsd-prefix", "--dogstatsd-tags", "--enable-backlog-metric"):
+        "metrics are served in the Prometheus format at /metrics (see --status-bind)",
+    ("--paste", "--paster", "--paste-global"): "there is no PasteDeploy loader: name the WSGI callable",
+    ("--keyfile", "--certfile", "--ssl-version", "--cert-reqs", "--ca-certs", "--suppress-ragged-eofs",
+     "--do-handshake-on-connect", "--ciphers"): "there is no TLS: put a TLS-terminating proxy in front",
+    ("--http-protocols", "--http2-cleartext", "--http2-max-concurrent-streams", "--http2-initial-window-size",
+     "--http2-max-frame-size", "--http2-max-header-list-size"): "only HTTP/1.1 and HTTP/1.0 are served",
+    ("--asgi-loop", "--asgi-lifespan", "--asgi-disconnect-grace-period", "--http-parser", "--root-path"):
+        "only WSGI apps are served",
+    ("--protocol", "--uwsgi-allow-from"): "only HTTP is served (and the echo protocol, echo://HOST:PORT)",
+    ("--dirty-app", "--dirty-workers", "--dirty-timeout", "--dirty-threads", "--dirty-graceful-timeout"):
+        "there is no dirty-worker pool",
+    ("--control-socket", "--control-socket-mode", "--no-control-socket"):
+        "the master is controlled by signals (prefork -s reload|quit|stop|reopen|upgrade)",
+    ("--permit-obsolete-folding", "--strip-header-spaces", "--permit-unconventional-http-method",
+     "--permit-unconventional-http-version", "--casefold-http-method"):
+        "the request parser follows RFC 9112 and has no leniency switches",
+    ("--forwarder-headers", "--header-map"): "header fields reach the environ as PEP 3333 says, "
+                                             "names with '_' are dropped",
+    ("--proxy-allow-from",): "with --proxy-protocol every connection must begin with a PROXY header",
+    ("-m", "--umask", "--forwarded-allow-ips", "--proxy-protocol"): "not in this version of prefork",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
         if setting.name == "app":
             continue
         flags = setting.flags or ("--" + setting.name.replace("_", "-"),)
-        help = setting.help
+        help = setting.help.replace("%", "%%")  # argparse formats help with %
         if setting.name in configuration.ZERO_MEANS_NO_LIMIT:
             help += "; 0 means no limit"
         if setting.kind == "bool":
@@ -72,7 +113,13 @@ def main(argv: list[str] | None = None) -> int:
     if gives_t_a_number(arguments):
         print(TIMEOUT_MISTAKE, file=sys.stderr)
         return 2
-    args = vars(build_parser().parse_args(arguments))
+    parser = build_parser()
+    unsupported = gunicorn_only(parser, arguments)
+    if unsupported:
+        print(f"prefork: {unsupported[0]} is gunicorn's and has no equivalent here: {unsupported[1]} "
+              "(docs/gunicorn.md lists every gunicorn flag)", file=sys.stderr)
+        return 2
+    args = vars(parser.parse_args(arguments))
     config_file = args.pop("config_file")
     check_only = args.pop("check_only")
     control = args.pop("control")
@@ -113,6 +160,21 @@ def gives_t_a_number(arguments: list[str]) -> bool:
     return False
 
 
+def gunicorn_only(parser: argparse.ArgumentParser, arguments: list[str]) -> tuple[str, str] | None:
+    """(flag, why) for the first gunicorn flag among arguments that this parser lacks."""
+    known = parser._option_string_actions  # every spelling the parser accepts
+    for argument in arguments:
+        if argument == "--":
+            break
+        flag = argument.partition("=")[0]
+        if not flag.startswith("-") or flag in known:
+            continue
+        for flags, why in GUNICORN_ONLY.items():
+            if flag in flags:
+                return flag, why
+    return None
+
+
 def _is_number(text: str) -> bool:
     try:
         float(text)
@@ -128,9 +190,9 @@ def refuse_conflicts(config) -> None:
 
 
 def warn_unapplied(config) -> None:
-    if config.access_log_format:
-        print("prefork: warning: access_log_format is accepted but not applied yet: the access log "
-              "is written in Combined Log Format", file=sys.stderr)
+    if config.access_log_format and not configuration.access_log_formats_applied():
+        print("prefork: warning: access_log_format is accepted but not applied by this version: the "
+              "access log is written in Combined Log Format", file=sys.stderr)
 
 
 def upgrading() -> bool:

@@ -79,7 +79,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("proc_name", "prefork", "str", "first word of the process titles shown by ps and top (NAME: master [...], NAME: worker N [gen G])", flags=("-n", "--name")),
     Setting("daemon", False, "bool", "detach from the terminal; the command returns once the server listens (exit 1 and the error if it cannot)", flags=("-D", "--daemon")),
     Setting("reload", False, "bool", "for development: start new workers (as on HUP) when a .py file under the app's directory changes", flags=("--reload",)),
-    Setting("access_log_format", None, "str", "gunicorn's access log format: accepted but not applied yet; the access log is in Combined Log Format", flags=("--access-log-format", "--access-logformat")),
+    Setting("access_log_format", None, "str", "access log line format in gunicorn's atoms (%(h)s, %(r)s, %(s)s, ...)", flags=("--access-log-format", "--access-logformat")),
 )
 
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
@@ -151,6 +151,8 @@ def _check(setting: Setting, value: Any, where: str) -> Any:
     # str and path
     if not isinstance(value, str) or not value:
         raise bad("expected a non-empty string")
+    if setting.name == "access_log_format":
+        _check_access_log_format(value, bad)
     if setting.name == "app":
         from prefork.apps.loader import AppLoadError, parse_spec
 
@@ -159,6 +161,24 @@ def _check(setting: Setting, value: Any, where: str) -> Any:
         except AppLoadError as exc:
             raise bad(str(exc)) from None
     return value
+
+
+def access_log_formats_applied() -> bool:
+    """Whether the access log writes access_log_format (prefork.logs has check_format where it
+    does); where it does not, the format is kept, and the command warns that it is unused."""
+    from prefork import logs
+
+    return hasattr(logs, "check_format")
+
+
+def _check_access_log_format(value: str, bad) -> None:
+    if access_log_formats_applied():
+        from prefork.logs import check_format
+
+        try:
+            check_format(value)
+        except (ValueError, TypeError, KeyError) as exc:
+            raise bad(str(exc)) from None
 
 
 def _is_assignment(item: str) -> bool:
