@@ -72,7 +72,8 @@ class DetachedArbiter(Arbiter):
         if started:
             # Before any worker is forked, so that none inherits the pipes to the command.
             try:
-                where = ", ".join(f"{l.address.text} (port {l.bound_port})" for l in self.listenings)
+                where = ", ".join(l.address.text + (f" (port {l.bound_port})" if l.bound_port else "")
+                                  for l in self.listenings)
                 os.write(self.status_write, READY + f" master pid {os.getpid()}, listening on {where}".encode())
                 sys.stderr.flush()
             except OSError:  # the command was killed meanwhile: nobody to tell

@@ -347,6 +347,34 @@ def test_daemon_returns_once_listening_and_serves_until_killed_by_pidfile(tmp_pa
             os.killpg(os.getpgid(pid), signal.SIGKILL)
 
 
+def test_daemon_upgrades_in_place(tmp_path):
+    """USR2 to a -D master: the new master runs the same command, -D included, but must not
+    detach again (it would leave the old master believing the upgrade failed)."""
+    pidfile = tmp_path / "daemon.pid"
+    result = run("-D", "-p", str(pidfile), "-b", "127.0.0.1:0", "-w", "1", "--error-logfile",
+                 str(tmp_path / "error.log"), "plain:app", cwd=APPS)
+    assert result.returncode == 0, result.stderr
+    old = int(pidfile.read_text())
+    port = int(re.search(r"\(port (\d+)\)", result.stderr).group(1))
+    new = None
+    try:
+        os.kill(old, signal.SIGUSR2)
+        oldbin = Path(f"{pidfile}.oldbin")
+        wait_until(lambda: oldbin.exists() and pidfile.exists() and pidfile.read_text().strip() != str(old),
+                   15, message="the new master's pidfile")
+        new = int(pidfile.read_text())
+        assert new in children(old), "the new master is the old one's child, not detached again"
+        os.kill(old, signal.SIGQUIT)
+        wait_until(lambda: not alive(old), 15, message="the old master to exit")
+        assert get(port, "/hello")[2] == b"Hello, World!"  # served by the new master's worker
+        os.kill(new, signal.SIGTERM)
+        wait_until(lambda: not alive(new), 15, message="the new master to exit")
+    finally:
+        for pid in (old, new):
+            if pid and alive(pid):
+                os.killpg(os.getpgid(pid), signal.SIGKILL)
+
+
 def test_daemon_that_cannot_listen_says_why_and_exits_1():
     busy = socket.socket()
     busy.bind(("127.0.0.1", 0))

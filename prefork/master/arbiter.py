@@ -44,7 +44,8 @@ STABLE_AFTER = 10.0  # a worker that lived this long resets its slot's crash cou
 MAX_BACKOFF = 30.0
 # Changing these needs new sockets or a new master: HUP keeps the old value and says so
 # (and app/chdir too when the app was preloaded: the master cannot import it again).
-RESTART_KEYS = ("bind", "status_bind", "reuse_port", "backlog", "preload", "pid")
+RESTART_KEYS = ("bind", "status_bind", "reuse_port", "backlog", "preload", "pid",
+                "env", "pythonpath", "proc_name", "daemon", "reload")  # these, the command applies at start
 
 
 @dataclass
