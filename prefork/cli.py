@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     from .apps.loader import prepare
 
-    prepare(config.env, config.pythonpath)
+    prepare(config.env, config.pythonpath, config.chdir)
     warn_unapplied(config)
     if check_only:
         return check(config, app_in_file=bool(config_file) and "app" not in args)

@@ -230,6 +230,14 @@ def test_env_and_pythonpath_are_set_before_the_app_is_imported(start_server, tmp
     assert seen["path"][:2] == [str(APPS), str(extra)]
 
 
+def test_relative_pythonpath_is_taken_from_chdir():
+    """As gunicorn: --chdir first, then --pythonpath relative to it (mysite is in tests/apps)."""
+    result = run("-t", "--chdir", "tests", "--pythonpath", "apps", "mysite.wsgi", cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    result = run("-t", "--pythonpath", "apps", "mysite.wsgi", cwd=REPO)
+    assert result.returncode == 1 and "no module named 'mysite'" in result.stderr
+
+
 def test_env_must_be_key_equals_value():
     result = run("-t", "-e", "NOEQUALS")
     assert result.returncode == 1

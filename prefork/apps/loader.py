@@ -34,7 +34,13 @@ def parse_spec(spec: str) -> tuple[str, list[str], bool]:
     return module_name, path, call
 
 
-def prepare(env: list[str] | None, pythonpath: str | None) -> None:
+def pythonpath_directories(pythonpath: str | None, chdir: str | None) -> list[str]:
+    """The --pythonpath directories, absolute; relative ones are taken from --chdir, as gunicorn does."""
+    base = os.path.abspath(chdir or os.getcwd())
+    return [os.path.join(base, d.strip()) for d in (pythonpath or "").split(",") if d.strip()]
+
+
+def prepare(env: list[str] | None, pythonpath: str | None, chdir: str | None = None) -> None:
     """Set the --env variables and put the --pythonpath directories first on sys.path.
 
     Done once in the command before the master starts, so the master (with --preload), every
@@ -43,7 +49,7 @@ def prepare(env: list[str] | None, pythonpath: str | None) -> None:
     for item in env or ():
         key, _, value = item.partition("=")
         os.environ[key] = value
-    directories = [os.path.abspath(d.strip()) for d in (pythonpath or "").split(",") if d.strip()]
+    directories = [os.path.normpath(d) for d in pythonpath_directories(pythonpath, chdir)]
     for directory in reversed(directories):  # the first listed ends up first
         if directory in sys.path:
             sys.path.remove(directory)

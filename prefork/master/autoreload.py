@@ -18,6 +18,8 @@ import os
 import sys
 import time
 
+from prefork.apps.loader import pythonpath_directories
+
 log = logging.getLogger("prefork")
 
 INTERVAL = 1.0  # seconds between two scans
@@ -40,7 +42,7 @@ def watcher_for(config) -> Watcher | None:
 def roots_of(config) -> list[str]:
     """The directories the app's modules are imported from (see the module doc)."""
     roots = [os.path.abspath(config.chdir or os.getcwd())]
-    roots += [os.path.abspath(d.strip()) for d in (config.pythonpath or "").split(",") if d.strip()]
+    roots += [os.path.normpath(d) for d in pythonpath_directories(config.pythonpath, config.chdir)]
     top = config.app.partition(":")[0].split(".")[0]
     try:  # finds the package without importing it
         spec = importlib.machinery.PathFinder.find_spec(top, roots + [p for p in sys.path if p])
