@@ -427,6 +427,42 @@ def test_reload_serves_the_changed_app_and_survives_a_broken_edit(start_server, 
     wait_until(serves(b"version three, fixed"), 15, interval=0.1, message="the fixed app")
 
 
+def test_reload_watcher_sees_edits_and_skips_environments(tmp_path):
+    """The watcher itself: an edit, an added and a removed file count; virtual environments,
+    hidden directories and __pycache__ do not; a changed file's stale bytecode is removed."""
+    import importlib.util
+
+    from prefork.master.autoreload import Watcher
+
+    (tmp_path / "app.py").write_text("x = 1\n")
+    for skipped in (".git", "venv", "__pycache__", "node_modules"):
+        (tmp_path / skipped).mkdir()
+        (tmp_path / skipped / "ignored.py").write_text("")
+    (tmp_path / "venv" / "pyvenv.cfg").write_text("")
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "mod.py").write_text("")
+    watcher = Watcher([str(tmp_path)], interval=0)
+    assert sorted(watcher.seen) == [str(tmp_path / "app.py"), str(tmp_path / "pkg" / "mod.py")]
+    assert watcher.changed() is None
+    for skipped in (".git", "venv", "__pycache__", "node_modules"):
+        (tmp_path / skipped / "ignored.py").write_text("changed = True\n")
+    assert watcher.changed() is None
+    bytecode = Path(importlib.util.cache_from_source(str(tmp_path / "app.py")))
+    bytecode.parent.mkdir(exist_ok=True)
+    bytecode.write_bytes(b"stale")
+    app = tmp_path / "app.py"
+    before = app.stat().st_mtime_ns
+    app.write_text("x = 2\n")  # same size: only the mtime tells, and file times are coarse
+    os.utime(app, ns=(before + 10_000_000, before + 10_000_000))  # so the edit is dated 10 ms later
+    assert watcher.changed() == str(tmp_path / "app.py")
+    assert not bytecode.exists()
+    (tmp_path / "pkg" / "new.py").write_text("")
+    assert watcher.changed() == str(tmp_path / "pkg" / "new.py")
+    (tmp_path / "pkg" / "mod.py").unlink()
+    assert watcher.changed() == str(tmp_path / "pkg" / "mod.py")
+    assert watcher.changed() is None
+
+
 def test_reload_and_preload_are_refused_together():
     result = run("-t", "--reload", "--preload", "plain:app", "--chdir", str(APPS))
     assert result.returncode == 1

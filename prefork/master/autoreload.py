@@ -13,6 +13,7 @@ and __pycache__ are skipped; a tree larger than MAX_FILES is cut there, with a w
 from __future__ import annotations
 
 import importlib.machinery
+import importlib.util
 import logging
 import os
 import sys
@@ -73,12 +74,16 @@ class Watcher:
         self.next_scan = now + self.interval
         current = self.scan()
         previous, self.seen = self.seen, current
-        for path in current.keys() | previous.keys():
-            if current.get(path) != previous.get(path):
-                log.info("--reload: %s %s: starting new workers", path,
-                         "removed" if path not in current else "added" if path not in previous else "changed")
-                return path
-        return None
+        changed = sorted(path for path in current.keys() | previous.keys() if current.get(path) != previous.get(path))
+        for path in changed:
+            _forget_bytecode(path)
+        if not changed:
+            return None
+        path = changed[0]
+        how = "removed" if path not in current else "added" if path not in previous else "changed"
+        more = f" (and {len(changed) - 1} more)" if len(changed) > 1 else ""
+        log.info("--reload: %s %s%s: starting new workers", path, how, more)
+        return path
 
     def scan(self) -> dict[str, tuple[int, int]]:
         files: dict[str, tuple[int, int]] = {}
@@ -96,6 +101,16 @@ class Watcher:
                                     MAX_FILES, ", ".join(self.roots), MAX_FILES)
                     return files
         return files
+
+
+def _forget_bytecode(path: str) -> None:
+    """Remove the cached bytecode of a changed file. Python trusts a .pyc whose recorded source
+    mtime (whole seconds) and size still match: an edit of the same size within the second
+    after the last import would otherwise be imported as the old code."""
+    try:
+        os.unlink(importlib.util.cache_from_source(path))
+    except (OSError, ValueError, NotImplementedError):
+        pass
 
 
 def _python_files(root: str):
