@@ -43,21 +43,21 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("dispatch", "auto", "choice", "where the app runs: inline (on the Reactor thread), threads (worker queues), auto (threads for a user APP, inline for the built-in site)", choices=("auto", "inline", "threads")),
     Setting("threads", 8, "int", "handler threads per worker for --dispatch threads", minimum=1),
     Setting("worker_connections", 10000, "int", "open connections per worker; beyond it the worker stops accepting", minimum=1),
-    Setting("keepalive", 5.0, "float", "seconds an idle keep-alive connection is kept open", minimum=0),
+    Setting("keepalive", 5.0, "float", "seconds an idle keep-alive connection is kept open", minimum=0, flags=("--keepalive", "--keep-alive")),
     Setting("timeout", 30.0, "float", "seconds without a heartbeat before a worker is killed and replaced; 0 disables the check", minimum=0),
     Setting("graceful_timeout", 30.0, "float", "seconds a gracefully stopping worker may take before it is killed", minimum=0),
     Setting("max_requests", 0, "int", "recycle a worker after this many requests; 0 disables", minimum=0),
     Setting("max_requests_jitter", 0, "int", "random extra requests added to max_requests per worker", minimum=0),
-    Setting("pid", None, "path", "file the master writes its pid to"),
-    Setting("access_log", None, "str", "access log file, or - for stdout; none by default"),
-    Setting("error_log", "-", "str", "error log file, or - for stderr"),
+    Setting("pid", None, "path", "file the master writes its pid to", flags=("-p", "--pid")),
+    Setting("access_log", None, "str", "access log file, or - for stdout; none by default", flags=("--access-log", "--access-logfile")),
+    Setting("error_log", "-", "str", "error log file, or - for stderr", flags=("--error-log", "--error-logfile", "--log-file")),
     Setting("log_level", "info", "choice", "error log level", choices=("debug", "info", "warning", "error", "critical")),
     Setting("static_root", None, "path", "directory served under /static/ by the built-in site"),
     Setting("chdir", None, "path", "change to this directory before loading the app"),
     Setting("reuse_port", True, "bool", "one SO_REUSEPORT socket per worker slot (true) or one shared socket (false)"),
     Setting("preload", False, "bool", "import the app in the master before forking"),
-    Setting("user", None, "str", "drop privileges to this user after binding"),
-    Setting("group", None, "str", "drop privileges to this group after binding"),
+    Setting("user", None, "str", "drop privileges to this user after binding", flags=("-u", "--user")),
+    Setting("group", None, "str", "drop privileges to this group after binding", flags=("-g", "--group")),
     Setting("backlog", 2048, "int", "listen backlog of each socket", minimum=1),
     Setting("header_timeout", 10.0, "float", "seconds for a whole request head to arrive (slowloris guard)", minimum=0.001),
     Setting("body_timeout", 30.0, "float", "seconds a request body may stall", minimum=0.001),
@@ -65,7 +65,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("max_body_size", 100 * 1024 * 1024, "int", "largest request body in bytes (413 beyond)", minimum=0),
     Setting("limit_request_line", 8190, "int", "longest request line in bytes (414 beyond)", minimum=64),
     Setting("limit_request_fields", 100, "int", "most header fields in a request (431 beyond)", minimum=1),
-    Setting("limit_request_field_size", 8190, "int", "longest header field in bytes (431 beyond)", minimum=64),
+    Setting("limit_request_field_size", 8190, "int", "longest header field in bytes (431 beyond)", minimum=64, flags=("--limit-request-field-size", "--limit-request-field_size")),
     Setting("limit_request_head", 65536, "int", "largest request head in bytes (431 beyond)", minimum=256),
     Setting("body_buffer_size", 1024 * 1024, "int", "request bodies larger than this are spooled to a temporary file", minimum=0),
     Setting("high_water", 256 * 1024, "int", "bytes of output buffered per connection before its producer waits", minimum=1024),
@@ -78,9 +78,25 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("proxy_protocol", False, "bool", "every connection starts with a PROXY protocol header (v1 or v2, HAProxy's send-proxy): the client address is taken from it"),
     # -- gunicorn compatibility and logging
     Setting("access_log_format", None, "str", "access log line in gunicorn's atoms (%(h)s %(r)s %(s)s %(D)s ...); the combined format and the request time in seconds by default", flags=("--access-log-format", "--access-logformat")),
+    Setting("env", None, "list", "environment variable KEY=VALUE set before the app is imported (repeatable)", flags=("-e", "--env")),
+    Setting("pythonpath", None, "str", "comma-separated directories put first on sys.path before the app is imported", flags=("--pythonpath",)),
+    Setting("proc_name", "prefork", "str", "first word of the process titles shown by ps and top (NAME: master [...], NAME: worker N [gen G])", flags=("-n", "--name")),
+    Setting("daemon", False, "bool", "detach from the terminal; the command returns once the server listens (exit 1 and the error if it cannot)", flags=("-D", "--daemon")),
+    Setting("reload", False, "bool", "for development: start new workers (as on HUP) when a .py file under the app's directory changes", flags=("--reload",)),
 )
 
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
+CHOICE_ALIASES = {"warn": "warning"}  # gunicorn's spelling of a log level
+# As gunicorn: 0 means "no limit" for these; the whole head stays bounded by limit_request_head.
+ZERO_MEANS_NO_LIMIT = ("limit_request_line", "limit_request_fields", "limit_request_field_size")
+NO_LIMIT = 2 ** 62
+
+
+def normalize_choice(value: Any) -> Any:
+    """Choices are lower-case words; any case is accepted, and gunicorn's aliases."""
+    if not isinstance(value, str):
+        return value
+    return CHOICE_ALIASES.get(value.lower(), value.lower())
 
 
 def _check(setting: Setting, value: Any, where: str) -> Any:
@@ -107,12 +123,15 @@ def _check(setting: Setting, value: Any, where: str) -> Any:
             raise bad(f"expected {'an integer' if kind == 'int' else 'a number'}") from None
         if kind == "int" and isinstance(value, float) and value != number:
             raise bad("expected an integer")
+        if number == 0 and setting.name in ZERO_MEANS_NO_LIMIT:
+            return NO_LIMIT
         if setting.minimum is not None and number < setting.minimum:
             raise bad(f"must be at least {setting.minimum:g}")
         return number
     if kind == "umask":
         return _umask(value, bad)
     if kind == "choice":
+        value = normalize_choice(value)
         if value not in setting.choices:
             raise bad("expected one of " + ", ".join(setting.choices))
         return value
@@ -129,12 +148,21 @@ def _check(setting: Setting, value: Any, where: str) -> Any:
                     parse_address(item)
                 except AddressError as exc:
                     raise bad(str(exc)) from None
+        if setting.name == "env":
+            for item in value:
+                if not _is_assignment(item):
+                    raise bad(f"{item!r} is not KEY=VALUE")
         return list(value)
     # str and path
     if not isinstance(value, str) or not value:
         raise bad("expected a non-empty string")
-    if setting.name == "app" and ":" not in value:
-        raise bad("expected module:callable")
+    if setting.name == "app":
+        from prefork.apps.loader import AppLoadError, parse_spec
+
+        try:
+            parse_spec(value)
+        except AppLoadError as exc:
+            raise bad(str(exc)) from None
     if setting.name == "access_log_format":
         from prefork.logs import check_format
 
@@ -165,6 +193,12 @@ def _umask(value: Any, bad) -> int:
     if not isinstance(value, int) or not 0 <= value <= 0o777:
         raise bad("expected a mask from 0 to 0o777")
     return value
+
+
+def _is_assignment(item: str) -> bool:
+    """KEY=VALUE, as the environment takes it: a non-empty key without '=' or NUL."""
+    key, equals, _ = item.partition("=")
+    return bool(key) and bool(equals) and "\0" not in item
 
 
 class Config:

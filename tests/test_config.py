@@ -105,6 +105,13 @@ BAD = {
     "limit-request-line-below-minimum": ('limit_request_line = 10\n', "limit_request_line", "10"),
     "high-water-below-minimum": ('high_water = 100\n', "high_water", "100"),
     "max-body-size-negative": ('max_body_size = -1\n', "max_body_size", "-1"),
+    "app-bad-module-name": ('app = "my-site.wsgi"\n', "app", "my-site.wsgi"),
+    "env-not-assignment": ('env = ["DEBUG"]\n', "env", "DEBUG"),
+    "env-empty-key": ('env = ["=1"]\n', "env", "=1"),
+    "env-not-a-list": ('env = 5\n', "env", "5"),
+    "proc-name-empty": ('proc_name = ""\n', "proc_name", "''"),
+    "daemon-as-string": ('daemon = "maybe"\n', "daemon", "maybe"),
+    "limit-request-fields-negative": ('limit_request_fields = -1\n', "limit_request_fields", "-1"),
 }
 
 
@@ -214,3 +221,39 @@ def test_defaults_apply_where_neither_says(start_server, tmp_path):
     path = write(tmp_path, 'bind = ["127.0.0.1:0"]\nworkers = 1\n')
     server = start_server("-c", str(path))
     assert post("127.0.0.1", server.port, 2 << 20) == 200
+
+
+# -- the gunicorn compatibility keys ----------------------------------------------------------
+
+
+GUNICORN_KEYS = """\
+app = "mysite.wsgi"
+env = ["DJANGO_SETTINGS_MODULE=mysite.settings", "EMPTY="]
+pythonpath = "src,lib"
+proc_name = "shop"
+daemon = false
+reload = true
+access_log_format = '%(h)s "%(r)s" %(s)s'
+log_level = "WARN"
+limit_request_line = 0
+limit_request_fields = 0
+limit_request_field_size = 0
+"""
+
+
+def test_gunicorn_keys_in_a_file_pass_the_check(tmp_path):
+    path = write(tmp_path, GUNICORN_KEYS)
+    result = check("-c", str(path), cwd=REPO / "tests" / "apps")
+    assert result.returncode == 0, result.stderr
+    assert "configuration ok" in result.stdout
+
+
+def test_gunicorn_keys_are_read_as_meant(tmp_path):
+    from prefork import config as configuration
+
+    config = configuration.load(str(write(tmp_path, GUNICORN_KEYS)), {})
+    assert config.env == ["DJANGO_SETTINGS_MODULE=mysite.settings", "EMPTY="]
+    assert (config.app, config.proc_name, config.reload, config.log_level) == ("mysite.wsgi", "shop", True, "warning")
+    # 0 is "no limit", as in gunicorn: a number no request line or field count reaches
+    for key in ("limit_request_line", "limit_request_fields", "limit_request_field_size"):
+        assert config.values[key] >= 2 ** 62, key

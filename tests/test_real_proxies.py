@@ -48,7 +48,7 @@ def test_django_admin_login_behind_nginx_on_a_unix_socket(start_server, proxy_di
     database = proxy_dir / "db.sqlite3"
     prepare_django(database)
     sock = proxy_dir / "django.sock"
-    server = start_server("-w", "2", "-b", f"unix:{sock}", "--chdir", str(APPS), "djsite.wsgi:application",
+    server = start_server("-w", "2", "-b", f"unix:{sock}", "--chdir", str(APPS), "djsite.wsgi",
                           env=django_env(database), expect_ports=1)
     front = nginx(f"unix:{sock}", proxy_dir)
     try:

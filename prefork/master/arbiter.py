@@ -28,7 +28,7 @@ from setproctitle import setproctitle
 from prefork import config as configuration
 from prefork.logs import prepare_log_files, reopen_error_log, setup_error_log
 
-from . import child, privileges, systemd, upgrade
+from . import autoreload, child, privileges, systemd, upgrade
 from .pidfile import Pidfile
 from .scoreboard import Scoreboard
 from .sockets import BindError, assignment, bind_all, covers, worker_sockets
@@ -44,7 +44,8 @@ STABLE_AFTER = 10.0  # a worker that lived this long resets its slot's crash cou
 MAX_BACKOFF = 30.0
 # Changing these needs new sockets or a new master: HUP keeps the old value and says so
 # (and app/chdir too when the app was preloaded: the master cannot import it again).
-RESTART_KEYS = ("bind", "status_bind", "reuse_port", "backlog", "preload", "pid")
+RESTART_KEYS = ("bind", "status_bind", "reuse_port", "backlog", "preload", "pid",
+                "env", "pythonpath", "proc_name", "daemon", "reload")  # these, the command applies at start
 
 
 @dataclass
@@ -171,11 +172,14 @@ class Arbiter:
     # -- the loop -------------------------------------------------------------------------------
 
     def loop(self) -> None:
+        reloader = autoreload.watcher_for(self.config)  # --reload: a changed .py file acts as a HUP
         while True:
             self.sleep()
             received = self.read_signals()
             self.reap()  # first, as nginx: the signals then act on the workers that are alive
             self.handle_signals(received)
+            if reloader is not None and reloader.changed():
+                self.handle_hup()
             if self.stopping:
                 if not self.workers:
                     return
@@ -578,7 +582,7 @@ class Arbiter:
 
     def set_title(self) -> None:
         state = " shutting down" if self.stopping else " (old, upgrading)" if self.new_master else ""
-        setproctitle(f"prefork: master [{' '.join(self.argv[1:])}]{state}")
+        setproctitle(f"{self.config.proc_name}: master [{' '.join(self.argv[1:])}]{state}")
 
     def cleanup(self) -> None:
         handed_over = self.new_master is not None  # the new master serves these sockets now

@@ -35,15 +35,17 @@ MASTER_SIGNALS = (signal.SIGHUP, signal.SIGQUIT, signal.SIGTERM, signal.SIGINT, 
                   signal.SIGUSR1, signal.SIGUSR2, signal.SIGWINCH, signal.SIGTTIN, signal.SIGTTOU)
 
 
-def title(slot: int, generation: int, state: str = "") -> str:
-    return f"prefork: worker {slot} [gen {generation}]" + (f" {state}" if state else "")
+def title(name: str, slot: int, generation: int, state: str = "") -> str:
+    """name: the proc_name setting (-n), "prefork" by default."""
+    return f"{name}: worker {slot} [gen {generation}]" + (f" {state}" if state else "")
 
 
 class Report:
     """What Worker calls `board`: writes the scoreboard cell and shows the state in the title."""
 
-    def __init__(self, cell, slot: int, generation: int):
+    def __init__(self, cell, slot: int, generation: int, name: str):
         self.cell = cell
+        self.name = name
         self.slot = slot
         self.generation = generation
         self.shown_stopping = False
@@ -57,7 +59,7 @@ class Report:
         self.cell.update(worker)
         if worker.stopping and not self.shown_stopping:
             self.shown_stopping = True
-            setproctitle(title(self.slot, self.generation, "shutting down"))
+            setproctitle(title(self.name, self.slot, self.generation, "shutting down"))
 
 
 def run_worker(master_pid: int, config, sockets, slot: int, generation: int, cell, app,
@@ -79,12 +81,12 @@ def run_worker(master_pid: int, config, sockets, slot: int, generation: int, cel
         # A QUIT or TERM sent since the fork is delivered now, to _exit_at_once.
         signal.pthread_sigmask(signal.SIG_SETMASK, signal_mask)
         _die_with_master(master_pid)
-        setproctitle(title(slot, generation))
+        setproctitle(title(config.proc_name, slot, generation))
         # A hung worker gets SIGABRT from the master: faulthandler prints where every thread
         # is stuck (to stderr) before the process dies.
         faulthandler.enable(file=sys.stderr, all_threads=True)
         privileges.drop(config.user, config.group)
-        worker = _build_worker(config, sockets, slot, generation, Report(cell, slot, generation), app)
+        worker = _build_worker(config, sockets, slot, generation, Report(cell, slot, generation, config.proc_name), app)
     except (AppLoadError, privileges.PrivilegeError) as exc:
         log.error("worker %d (slot %d) failed to boot: %s", os.getpid(), slot, exc)
         _exit(BOOT_FAILED)
