@@ -64,7 +64,6 @@ GUNICORN_ONLY = {
     ("--forwarder-headers", "--header-map"): "header fields reach the environ as PEP 3333 says, "
                                              "names with '_' are dropped",
     ("--proxy-allow-from",): "with --proxy-protocol every connection must begin with a PROXY header",
-    ("-m", "--umask", "--forwarded-allow-ips", "--proxy-protocol"): "not in this version of prefork",
 }
 
 
