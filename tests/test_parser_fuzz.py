@@ -7,9 +7,10 @@ at the rules added since, with an oracle for each where there is one:
   reference check written apart from the parser's pattern (character by character).
 - Request targets in every form (origin, absolute with any scheme and authority, authority,
   asterisk, none): the origin form and host the parser reports match the oracle.
-- Chunked bodies of runs of equal small chunks (the parser's fast path), sizes spelled with
-  upper or lower hex and leading zeros, extensions, trailers, under small body and framing
-  limits: the data, or a 413 exactly when a limit is crossed.
+- Chunked bodies of runs of equal small chunks, or of tiny chunks of changing sizes (the
+  parser's two fast paths), sizes spelled with upper or lower hex and leading zeros,
+  extensions, trailers, under small body and framing limits: the data, or a 413 exactly when
+  a limit is crossed.
 - Numbers with huge digit counts: Content-Length and chunk sizes with thousands of leading
   zeros (valid) or too many significant digits (400).
 - Mutations of valid streams -- bit flips, insertions of CR, LF, NUL and bytes above 0x7f,
@@ -194,32 +195,44 @@ def test_request_targets(method, scheme, separator, authority, path, absolute, d
 CHUNKED = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
 spellings = st.sampled_from([b"%x", b"%X", b"0%x", b"000%X"])
 extensions = st.sampled_from([b"", b"", b"", b";a", b";a=b", b' ; a="q\\"x"'])
-runs = st.lists(st.tuples(st.integers(1, 70), st.integers(1, 40), spellings, extensions), min_size=1, max_size=5)
+runs = st.one_of(
+    st.lists(st.tuples(st.integers(1, 70), st.integers(1, 40), spellings, extensions), min_size=1, max_size=5),
+    # tiny chunks of changing sizes, one each: the parser's other fast path
+    st.lists(st.tuples(st.integers(1, 15), st.just(1), st.sampled_from([b"%x", b"%X"]), st.just(b"")),
+             min_size=1, max_size=80))
+
+
+slack = st.none() | st.integers(-40, 10)  # a limit near the body's total (None: far above it)
 
 
 @FUZZ
-@given(runs, st.sampled_from([b"", b"T: 1\r\n", b"A: b\r\nC: d\r\n"]), st.integers(0, 3),
-       st.integers(100, 4000), st.integers(50, 3000), st.data())
-def test_runs_of_small_chunks(chunk_runs, trailer, zeros, body_limit, framing_limit, data):
-    wire, body, framing = b"", b"", 0
-    first_over = None  # which limit the body crosses first, as the parser meets the chunks
+@given(runs, st.sampled_from([b"", b"T: 1\r\n", b"A: b\r\nC: d\r\n"]), st.integers(0, 3), slack, slack, st.data())
+def test_runs_of_small_chunks(chunk_runs, trailer, zeros, body_slack, framing_slack, data):
+    chunks = []  # (size line, data)
     for size, count, spelling, extension in chunk_runs:
         for number in range(count):
-            line = spelling % size + extension + b"\r\n"
-            chunk = bytes((size * 31 + number * 7 + i) % 256 for i in range(size))
-            wire += line + chunk + b"\r\n"
-            if first_over is None:
-                if len(body) + size > body_limit or framing + len(line) > framing_limit:
-                    first_over = "size line"
-                elif framing + len(line) + 2 > framing_limit:
-                    first_over = "crlf"
-            body += chunk
-            framing += len(line) + 2
+            chunks.append((spelling % size + extension + b"\r\n",
+                           bytes((size * 31 + number * 7 + i) % 256 for i in range(size))))
     last = b"0" * (zeros + 1) + b"\r\n"
-    if first_over is None and framing + len(last) > framing_limit:
+    body = b"".join(chunk for _, chunk in chunks)
+    framing = sum(len(line) + 2 for line, _ in chunks) + len(last)
+    body_limit = len(body) + (1000 if body_slack is None else body_slack)
+    framing_limit = framing + (1000 if framing_slack is None else framing_slack)
+    # Which limit the body crosses first, as the parser meets the chunks.
+    first_over, seen, framed = None, 0, 0
+    for line, chunk in chunks:
+        if seen + len(chunk) > body_limit or framed + len(line) > framing_limit:
+            first_over = "size line"
+        elif framed + len(line) + 2 > framing_limit:
+            first_over = "crlf"
+        if first_over:
+            break
+        seen += len(chunk)
+        framed += len(line) + 2
+    if first_over is None and framed + len(last) > framing_limit:
         first_over = "last chunk"
-    wire += last + trailer + b"\r\n"
-    limits = Limits(body=body_limit, chunk_framing=framing_limit)
+    wire = b"".join(line + chunk + b"\r\n" for line, chunk in chunks) + last + trailer + b"\r\n"
+    limits = Limits(body=max(body_limit, 0), chunk_framing=max(framing_limit, 0))
     messages, end = verdict(CHUNKED + wire + b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", data.draw, limits)
     event(f"limit crossed at the {first_over}" if first_over else "within the limits")
     if first_over is None:

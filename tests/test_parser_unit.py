@@ -736,3 +736,20 @@ def test_default_chunk_framing_limit():
     for count, status in ((fits, None), (fits + 1, 413)):
         data = CHUNKED_HEAD + b"1\r\nx\r\n" * count + b"0\r\n\r\n"
         assert status_of(data) == status
+
+
+def test_trailer_section_still_arriving_refused_at_the_head_limit():
+    """A trailer section that never ends is refused once it fills the head limit, whatever the reads."""
+    start = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n"
+    for step in (1, 2, 64):
+        parser = RequestParser(Limits(head=64))
+        parser.feed(start)
+        drain(parser)
+        trailers = b"X: " + b"t" * 61
+        for i in range(0, 63, step):  # 63 bytes and no end yet: it may still end within 64
+            parser.feed(trailers[i:min(i + step, 63)])
+            assert drain(parser)[-1] is NEED_DATA
+        parser.feed(trailers[63:64])
+        with pytest.raises(ProtocolError) as caught:
+            drain(parser)
+        assert caught.value.status == 431

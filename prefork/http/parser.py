@@ -25,6 +25,7 @@ Host field's value in `headers`.
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass
 
@@ -177,6 +178,17 @@ def _chunk_run(size_line: bytes, size: int):
         pattern = _RUNS[size_line] = re.compile(
             b"(?:" + re.escape(size_line) + b".{%d}\r\n)*" % size, re.DOTALL)
     return pattern
+
+
+# Runs of tiny chunks of any sizes from 1 to 15 in turn (a one-digit size line, no extension):
+# one pattern matches the run, another gives each chunk's data as one of 15 groups.
+_TINY_SIZE = 15
+_TINY_SPELLINGS = [b"[%s%s]" % (b"%x" % size, b"%X" % size) for size in range(1, _TINY_SIZE + 1)]
+_tiny_run = re.compile(b"(?:" + b"|".join(b"%s\r\n.{%d}\r\n" % (spelling, size) for size, spelling in
+                                          enumerate(_TINY_SPELLINGS, 1)) + b")*", re.DOTALL).match
+_tiny_chunks = re.compile(b"|".join(b"%s\r\n(.{%d})\r\n" % (spelling, size) for size, spelling in
+                                    enumerate(_TINY_SPELLINGS, 1)), re.DOTALL).findall
+_chain = itertools.chain.from_iterable
 
 
 def _strided(buf, start: int, size: int, stride: int, count: int):
@@ -634,6 +646,19 @@ class RequestParser:
                     pieces.append(_strided(buf, pos + line, size, stride, count))
                     body_left -= count * size
                     framing_left -= count * (line + 2)
+                    pos = end
+                    continue
+            elif line == 3 and size <= _TINY_SIZE:
+                # A tiny chunk: it and the tiny chunks of other sizes that follow are one match,
+                # their data one findall. The run stops short of any limit: L bytes of chunks
+                # hold at most L bytes of data and of framing.
+                end = _tiny_run(buf, pos, min(n, pos + body_left, pos + framing_left)).end()
+                if end - pos > stride:
+                    chunks = _tiny_chunks(buf, pos, end)
+                    data = b"".join(filter(None, _chain(chunks)))  # (the 14 empty groups of each)
+                    pieces.append(data)
+                    body_left -= len(data)
+                    framing_left -= 5 * len(chunks)
                     pos = end
                     continue
             body_left -= size
