@@ -202,6 +202,20 @@ def _strided(buf, start: int, size: int, stride: int, count: int):
     return data
 
 
+# Host values found valid: a server sees the same few again and again, and the pattern costs
+# about a microsecond. Cleared when full, so that it stays small whatever clients send.
+_KNOWN_HOSTS: set = set()
+
+
+def _check_host(host: bytes) -> None:
+    """RFC 9112 3.2: Host = uri-host [ ":" port ]; an empty one is allowed (and not checked)."""
+    if _valid_host(host) is None:
+        raise ProtocolError(400, f"invalid Host header {host.decode('latin-1')!r}")
+    if len(_KNOWN_HOSTS) >= 1024:
+        _KNOWN_HOSTS.clear()
+    _KNOWN_HOSTS.add(host)
+
+
 class RequestParser:
     """Turns the bytes of one connection into request events."""
 
@@ -293,14 +307,19 @@ class RequestParser:
             # from where an earlier read's search stopped.
             start = _empty_lines(buf, pos + self.blank).end()
         scanned = self.scanned
-        search = pos + scanned - 3  # a CRLFCRLF may straddle the bytes searched before
-        if search < start:
-            search = start
-        end = buf.find(b"\r\n\r\n", search)
+        if scanned:  # the head began in an earlier read: search on from where that search stopped
+            search = pos + scanned - 3  # (a CRLFCRLF may straddle the bytes searched before)
+            end = buf.find(b"\r\n\r\n", start if search < start else search)
+        else:
+            end = buf.find(b"\r\n\r\n", start)
         if end < 0:
             return self._arriving_head(buf, pos, start)
         if scanned:
             self.scanned = self.blank = self.line = 0
+        if type(buf) is not bytes:
+            # A bytearray (bytes were left over from a read): bytes from here on, so that the
+            # slices below are bytes; at most once per read.
+            self.buf = buf = bytes(buf)
         limits = self.limits
         if start != pos and start - pos > limits.head:
             raise ProtocolError(431, "too many empty lines before the request-line")
@@ -316,14 +335,14 @@ class RequestParser:
             # The field lines of the last head again, after a new request-line: a client on a
             # keep-alive connection sends the same headers and varies only the target. The
             # fields were checked last time; check and parse the request-line alone.
-            request = self._same_fields(_bytes(buf[start:fields_at]))
+            request = self._same_fields(buf[start:fields_at])
             if request is not None:
                 self.pos = end + 4
-                self.last_head = _bytes(buf[start:end + 4])
+                self.last_head = buf[start:end + 4]
                 self.last_request = request
                 return request
             # Anything wrong with the request-line: the full checks below say what.
-        head = _bytes(buf[start:end + 2])  # the request-line and field lines, each ending in CRLF
+        head = buf[start:end + 2]  # the request-line and field lines, each ending in CRLF
         # The whole head at once, in C (RFC 9112 2.2: CR and LF only as CRLF; RFC 9110 5.5: no
         # control but HTAB). Without its CRLFs, the head must be left unchanged by a table that
         # moves every other control byte: translate() then returns the very same object.
@@ -364,9 +383,9 @@ class RequestParser:
             # Remember it only when nothing follows the head (no body, and the connection stays)
             # and the target was not rewritten: a new request-line over these fields may not be
             # absolute-form, whose authority would replace the Host they share.
-            self.last_head = _bytes(buf[start:end + 4])
+            self.last_head = buf[start:end + 4]
             self.last_request = request
-            self.last_fields = _bytes(buf[fields_at:end + 4])
+            self.last_fields = buf[fields_at:end + 4]
         return request
 
     def _same_fields(self, line: bytes):
@@ -522,9 +541,8 @@ class RequestParser:
             headers = [(name, authority if name == _HOST else value) for name, value in headers]
             if not hosts:
                 headers.append((_HOST, authority))
-        elif host and _valid_host(host) is None:
-            # RFC 9112 3.2: uri-host [ ":" port ]; an empty Host is allowed (RFC 9110 7.2).
-            raise ProtocolError(400, f"invalid Host header {host.decode('latin-1')!r}")
+        elif host and host not in _KNOWN_HOSTS:
+            _check_host(host)
         # RFC 9112 9.3: "close" wins, whatever the version and wherever it appears; otherwise an
         # HTTP/1.1 connection persists, and an HTTP/1.0 one only with "keep-alive".
         if close:
