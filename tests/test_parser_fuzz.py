@@ -322,3 +322,22 @@ def test_duplicated_framing_fields_are_400(raw, data):
     duplicated = raw[:at] + spelled + raw[at:]
     messages, end = verdict(duplicated, data.draw)
     assert end == 400 and messages == []
+
+
+# -- repeated heads (the parser's remembered head and field lines) ---------------------------------
+
+POOL = [b"GET /a HTTP/1.1\r\nHost: a\r\nAccept: */*\r\n\r\n", b"GET /b HTTP/1.1\r\nHost: a\r\nAccept: */*\r\n\r\n",
+        b"GET http://b.example/c HTTP/1.1\r\nHost: a\r\nAccept: */*\r\n\r\n",
+        b"\r\nGET /a HTTP/1.1\r\nHost: a\r\nAccept: */*\r\n\r\n", b"POST /d HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\n\r\nx"]
+TAILS = [b"", b"GET / HTTP/2.0\r\nHo", b"\x16\x03\x01", b"GET\x00", b"GET /" + b"a" * 8200, b"\r\n\r\n\x01",
+         b"GET / HTTP/1.1\r\nHost: a..b\r\n\r\n", b"GET /a HTTP/1.1\r\nHost: a\r\n", b"GET /a HTTP/1.1\r\nHost: a\r\n x"]
+
+
+@FUZZ
+@given(st.lists(st.sampled_from(POOL), min_size=1, max_size=6), st.sampled_from(TAILS), st.data())
+def test_repeated_heads_then_anything(heads, tail, data):
+    """Whatever the remembered head and fields hold, the verdict on what follows is the same
+    whole, in random pieces and bytewise, and the messages are those of a fresh parser each."""
+    messages, end = verdict(b"".join(heads) + tail, data.draw)
+    fresh = [run([head], Limits())[0][0] for head in heads]
+    assert messages == fresh

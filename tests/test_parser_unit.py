@@ -753,3 +753,18 @@ def test_trailer_section_still_arriving_refused_at_the_head_limit():
         with pytest.raises(ProtocolError) as caught:
             drain(parser)
         assert caught.value.status == 431
+
+
+@pytest.mark.parametrize("partial, status", [(b"GET / HTTP/2.0\r\nHo", 505), (b"\x16\x03", 400),
+                                             (b"GET /" + b"a" * 8200, 414), (b"GET\x00", 400)])
+def test_what_is_known_of_an_arriving_head_is_forgotten_when_it_repeats_the_last(partial, status):
+    """A head that arrives in pieces and then turns out to repeat the last head leaves nothing of
+    its partial checks behind: the next head arriving in pieces is checked from its start."""
+    parser = RequestParser()
+    head = b"GET /a HTTP/1.1\r\nHost: a\r\n\r\n"
+    parse_all(parser, head)
+    assert parse_all(parser, head[:20]) == []  # its request-line checked, then
+    assert [request.target for request in parse_all(parser, head[20:])] == [b"/a"]  # the repeated head
+    with pytest.raises(ProtocolError) as caught:
+        parse_all(parser, partial)
+    assert caught.value.status == status

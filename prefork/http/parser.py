@@ -299,7 +299,8 @@ class RequestParser:
         if last_head is not None and buf.startswith(last_head, pos):
             # The very head parsed last time (it ends at its only CRLFCRLF): the same Request.
             self.pos = pos + len(last_head)
-            self.scanned = 0
+            if self.scanned:  # it arrived in pieces: forget what was known of it
+                self.scanned = self.blank = self.line = 0
             return self.last_request
         start = pos  # where the request-line begins
         if buf[pos] == 13:
