@@ -50,14 +50,15 @@ class Limits:
 
 
 class Request:
-    """A request head. `headers` is a list of (lower-case name, value) pairs, both bytes."""
+    """A request head. `headers` is a list of (lower-case name, value) pairs, both bytes; for an
+    absolute-form target, the host pair carries the target's authority (RFC 9112 3.2.2)."""
 
     __slots__ = ("method", "target", "version", "headers", "keep_alive", "expect_continue",
                  "content_length", "chunked", "has_body")
 
     def __init__(self, method, target, version, headers, keep_alive, expect_continue, content_length, chunked):
         self.method = method  # bytes, e.g. b"GET"
-        self.target = target  # bytes, as sent
+        self.target = target  # bytes: origin form ("/path?query"), or "*", or a CONNECT's authority
         self.version = version  # b"1.1" or b"1.0"
         self.headers = headers
         self.keep_alive = keep_alive
