@@ -85,6 +85,10 @@ _NOT_HTTP = ("RFC 9112 2.3: HTTP-version = \"HTTP/\" DIGIT \".\" DIGIT (HTTP-nam
 _HEAD_END = ("llhttp rejects on the partial line; we decide field lines when the head is complete (RFC 9112 does "
              "not ask for earlier), and the input stops before the empty line: same verdict once the head ends.")
 
+_ABSOLUTE_FORM = ("RFC 9112 3.2.2: an origin server takes the host from an absolute-form target and ignores Host; "
+                  "prefork hands the application origin form (path and query, '/' if empty) with the authority as "
+                  "the Host value. RFC 9112 3.2 still wants Host from an HTTP/1.1 client: the raw input is a 400.")
+
 DIFFERENCES: dict[str, Difference] = {
     # Rules, applied wherever they match (the harness records which rule each case used).
     "rule: no Host": Difference(
@@ -152,6 +156,18 @@ DIFFERENCES: dict[str, Difference] = {
         "llhttp pauses on the HTTP/2 preface (RFC 9113 3.3, prior knowledge); prefork speaks HTTP/1.1 only, and "
         "as an HTTP/1.1 request 'PRI * HTTP/1.1' lacks Host: 400 (RFC 9112 3.2). (The real preface says "
         "HTTP/2.0: 505.)", Rejects(400)),
+    "uri.md: Host terminated by a query string": Difference(
+        _ABSOLUTE_FORM, Accepts(((b"GET", b"/?hail=all", ((b"host", b"hypnotoad.org"),), b"", True),), "NEED_DATA",
+                                add_host=True)),
+    "uri.md: `host:port` terminated by a query string": Difference(
+        _ABSOLUTE_FORM, Accepts(((b"GET", b"/?hail=all", ((b"host", b"hypnotoad.org:1234"),), b"", True),),
+                                "NEED_DATA", add_host=True)),
+    "uri.md: `host:port` terminated by a space": Difference(
+        _ABSOLUTE_FORM, Accepts(((b"GET", b"/", ((b"host", b"hypnotoad.org:1234"),), b"", True),), "NEED_DATA",
+                                add_host=True)),
+    "uri.md: `host:port` and basic auth": Difference(
+        "RFC 9110 4.2.4: a recipient SHOULD treat userinfo in an http(s) URI as an error (it serves to disguise the "
+        "authority); llhttp passes it on.", Rejects(400)),
     "sample.md: No HTTP version": Difference(
         "An HTTP/0.9 simple request: RFC 9112 3 requires the HTTP-version in the request-line, and prefork "
         "does not speak HTTP/0.9: 400.", Rejects(400)),

@@ -10,6 +10,10 @@ How the limits count (Limits() defaults):
 - head = 65536: the request-line, the field lines and the empty line, CRLFs included (leading
   empty lines not). 65537 is 431, again whether the head is whole or still arriving.
 - body = 100 MiB: the Content-Length, or the sum of the chunk sizes. One byte more is 413.
+- chunk_framing = 1 MiB: the framing bytes of one chunked body -- each chunk-size line with its
+  extensions and CRLF (the last chunk's too) and the CRLF after each chunk's data; the trailer
+  section has its own limits. One byte more is 413.
+- empty lines before a request-line: at most `head` bytes of them. More is 431.
 """
 
 from __future__ import annotations
@@ -526,4 +530,241 @@ def test_bad_request_line_over_repeated_fields_still_rejected(line, status):
     parse_all(parser, b"GET /ok HTTP/1.1\r\n" + FIELDS)
     with pytest.raises(ProtocolError) as caught:
         parse_all(parser, line + b"\r\n" + FIELDS)
+    assert caught.value.status == status
+
+
+# -- bytes that cannot begin a request --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("first", [b"\x16\x03\x01", b"\x16", b"\x00", b"\x80", b"\xff", b" ", b"@", b"\t",
+                                   b"\r\n\x16", b"\r\n\r\n\x01", b"\r\x00", b"\n"],
+                         ids=lambda first: first.hex())
+def test_bytes_that_cannot_begin_a_request_are_refused_at_once(first):
+    """A request-line begins with a method, a token (RFC 9112 3): a TLS ClientHello or a control
+    byte is a 400 as soon as it arrives, without waiting for a line end or a timeout."""
+    parser = RequestParser()
+    parser.feed(first)
+    with pytest.raises(ProtocolError) as caught:
+        parser.next_event()
+    assert caught.value.status == 400
+
+
+@pytest.mark.parametrize("partial", [b"\r\n", b"\r", b"\r\n\r\n\r", b"G", b"\r\nGET", b"GET ", b"M-SEARCH",
+                                     b"~!#$%&'*+-.^_`|"])
+def test_what_may_begin_a_request_waits(partial):
+    parser = RequestParser()
+    parser.feed(partial)
+    assert parser.next_event() is NEED_DATA
+
+
+@pytest.mark.parametrize("partial", [b"GET\x00", b"GET\t", b"G(T", b"GET/", b"GE\r\n"])
+def test_a_method_followed_by_anything_but_sp_is_refused_at_once(partial):
+    parser = RequestParser()
+    parser.feed(partial)
+    with pytest.raises(ProtocolError) as caught:
+        parser.next_event()
+    assert caught.value.status == 400
+
+
+# -- Host (RFC 9112 3.2: uri-host [ ":" port ]) -------------------------------------------------------
+
+BAD_HOSTS = [b"a b", b"a/b", b"..", b"a..b", b".", b".a", b"; x", b'" x', b"caf\xc3\xa9", b"a\x80", b"a\xff",
+             b"a:b", b"a:80:80", b"a:-1", b"[::1", b"::1", b"[::1]x", b"user@host", b"a\\b", b"a?b", b"a#b", b"%4",
+             b"%zz", b"a|b", b"<a>", b"a%", b"[]", b"a, b"]
+GOOD_HOSTS = [b"example.com", b"example.com:8080", b"example.com.", b"127.0.0.1", b"127.0.0.1:80", b"[::1]",
+              b"[::1]:8080", b"[2001:db8::7]", b"[::ffff:192.0.2.1]", b"[v1.fe:x]", b"a-b_c~d", b"localhost:",
+              b"xn--bcher-kva.example", b"%41bc", b"EXAMPLE.COM", b"a!$&'()*+,;=b", b"1.2.3.4.5", b"a:0"]
+
+
+@pytest.mark.parametrize("host", BAD_HOSTS, ids=lambda host: host.decode("latin-1"))
+def test_invalid_host_rejected(host):
+    data = b"GET / HTTP/1.1\r\nHost: " + host + b"\r\n\r\n"
+    assert status_of(data) == 400
+    assert status_bytewise(data) == 400
+    assert status_of(b"GET / HTTP/1.0\r\nHost: " + host + b"\r\n\r\n") == 400
+
+
+@pytest.mark.parametrize("host", GOOD_HOSTS, ids=lambda host: host.decode("latin-1"))
+def test_valid_host_accepted(host):
+    (request, end) = events(b"GET / HTTP/1.1\r\nHost: " + host + b"\r\n\r\n")
+    assert request.header(b"host") == host and end is NEED_DATA
+
+
+def test_invalid_host_under_repeated_fields_still_rejected():
+    """A bad Host never gets into the remembered heads, so a new request-line over it is checked."""
+    parser = RequestParser()
+    parse_all(parser, b"GET /a HTTP/1.1\r\nHost: ok\r\n\r\n")
+    with pytest.raises(ProtocolError):
+        parse_all(parser, b"GET /b HTTP/1.1\r\nHost: a..b\r\n\r\n")
+
+
+# -- absolute-form (RFC 9112 3.2.2) ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("target, origin, authority", [
+    (b"http://example.com:8080/path?q", b"/path?q", b"example.com:8080"),
+    (b"http://example.com", b"/", b"example.com"),
+    (b"http://example.com?q=1", b"/?q=1", b"example.com"),
+    (b"HTTP://Example.COM/x", b"/x", b"Example.COM"),
+    (b"https://a.example/", b"/", b"a.example"),
+    (b"hTtPs://[::1]:8443//double", b"//double", b"[::1]:8443"),
+    (b"http://a/%2e%2e/x", b"/%2e%2e/x", b"a"),
+])
+def test_absolute_form_becomes_origin_form(target, origin, authority):
+    (request, end) = events(b"GET " + target + b" HTTP/1.1\r\nHost: ignored.example\r\nAccept: */*\r\n\r\n")
+    assert request.target == origin and end is NEED_DATA
+    # The authority replaces the Host value, which RFC 9112 3.2.2 says to ignore.
+    assert request.headers == [(b"host", authority), (b"accept", b"*/*")]
+
+
+def test_absolute_form_without_host_on_http10_gets_one():
+    (request, end) = events(b"GET http://a.example/x HTTP/1.0\r\n\r\n")
+    assert request.target == b"/x" and request.headers == [(b"host", b"a.example")] and end is CLOSED
+
+
+@pytest.mark.parametrize("target", [b"ftp://a/x", b"ws://a/", b"file:///etc/passwd", b"mailto:a@b", b"urn:x:y",
+                                    b"http:///x", b"http://", b"http://:80/", b"http://user@a/", b"http://u:p@a/",
+                                    b"http://a b/", b"http://a..b/", b"http:/a", b"http:a", b"a", b"a.example/x",
+                                    b"?x", b"1http://a/"],
+                         ids=lambda target: target.decode())
+def test_other_targets_rejected(target):
+    assert status_of(b"GET " + target + b" HTTP/1.1\r\nHost: a\r\n\r\n") == 400
+
+
+def test_absolute_form_needs_host_on_http11_still():
+    """RFC 9112 3.2: a client sends Host even with absolute-form; without it, 400."""
+    assert status_of(b"GET http://a.example/ HTTP/1.1\r\n\r\n") == 400
+
+
+def test_authority_form_and_asterisk_form_are_left_alone():
+    (connect, _), (options, _) = (events(b"CONNECT a.example:443 HTTP/1.1\r\nHost: a.example:443\r\n\r\n"),
+                                  events(b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n"))
+    assert connect.target == b"a.example:443" and options.target == b"*"
+
+
+def test_absolute_form_between_repeated_fields():
+    """The remembered field lines are shared only by origin-form requests: an absolute-form one
+    in between gets its own Host, and the next origin-form one gets the field's Host again."""
+    parser = RequestParser()
+    seen = []
+    for line in (b"GET /a HTTP/1.1", b"GET http://other.example/b HTTP/1.1", b"GET /c HTTP/1.1",
+                 b"GET http://other.example/b HTTP/1.1", b"GET /c HTTP/1.1"):
+        (request,) = parse_all(parser, line + b"\r\n" + FIELDS)
+        seen.append((request.target, request.header(b"host")))
+    assert seen == [(b"/a", b"example.test"), (b"/b", b"other.example"), (b"/c", b"example.test"),
+                    (b"/b", b"other.example"), (b"/c", b"example.test")]
+
+
+# -- chunked bodies: one Data event per read, and the framing bound -------------------------------
+
+
+CHUNKED_HEAD = head("Transfer-Encoding: chunked")
+
+
+def chunked(*sizes: int, line: bytes = b"%x") -> tuple[bytes, bytes]:
+    """A chunked body of chunks of these sizes (then the last chunk): (wire bytes, data)."""
+    wire, data = b"", b""
+    for number, size in enumerate(sizes):
+        chunk = bytes((number * 7 + i) % 256 for i in range(size))
+        wire += line % size + b"\r\n" + chunk + b"\r\n"
+        data += chunk
+    return wire + b"0\r\n\r\n", data
+
+
+@pytest.mark.parametrize("sizes, line", [
+    ((1,) * 50, b"%x"), ((2,) * 30 + (3,) * 30, b"%x"), ((10,) * 20, b"%X"), ((64,) * 5 + (65,) * 5, b"%x"),
+    ((1, 2, 3) * 20, b"%x"), ((1,) * 10, b"0%x"), ((16,) * 10, b"%x;e=1"), ((300,) * 3, b"%x"),
+])
+def test_chunks_in_one_read_are_one_data_event(sizes, line):
+    wire, data = chunked(*sizes, line=line)
+    request, body, eom, end = events(CHUNKED_HEAD + wire)
+    assert isinstance(request, Request) and body.data == data and isinstance(eom, EndOfMessage)
+    assert end is NEED_DATA
+    # Read in any pieces, the same data, in one event per read at most.
+    for step in (1, 2, 3, 7, 64):
+        parser = RequestParser()
+        parser.feed(CHUNKED_HEAD)
+        assert isinstance(parser.next_event(), Request)
+        got = b""
+        for i in range(0, len(wire), step):
+            parser.feed(wire[i:i + step])
+            result = drain(parser)
+            assert sum(isinstance(event, Data) for event in result) <= 1
+            got += b"".join(event.data for event in result if isinstance(event, Data))
+        assert got == data and isinstance(result[-2], EndOfMessage)
+
+
+def test_chunks_before_an_error_are_delivered_first():
+    """Whole or in pieces: the data before a framing error comes out, then the error."""
+    wire = b"3\r\nabc\r\n2\r\nde\r\nzz\r\n"
+    parser = RequestParser()
+    parser.feed(CHUNKED_HEAD + wire)
+    assert isinstance(parser.next_event(), Request)
+    assert parser.next_event().data == b"abcde"
+    with pytest.raises(ProtocolError) as caught:
+        parser.next_event()
+    assert caught.value.status == 400
+
+
+@pytest.mark.parametrize("limit, status", [(53, None), (52, 413)])
+def test_chunk_framing_limit(limit, status):
+    """Ten 1-byte chunks: 10 x ("1" CRLF, CRLF after the data) + "0" CRLF = 53 framing bytes."""
+    wire, _ = chunked(*(1,) * 10)
+    limits = Limits(chunk_framing=limit)
+    assert status_of(CHUNKED_HEAD + wire, limits) == status
+    assert status_bytewise(CHUNKED_HEAD + wire, limits) == status
+
+
+@pytest.mark.parametrize("limit, status", [(7 + 2 + 5, None), (7 + 2 + 4, 413)])
+def test_chunk_framing_counts_extensions(limit, status):
+    wire = b"1;e=1\r\nx\r\n0;e\r\n\r\n"  # "1;e=1" CRLF, CRLF, "0;e" CRLF
+    assert status_of(CHUNKED_HEAD + wire, Limits(chunk_framing=limit)) == status
+    assert status_bytewise(CHUNKED_HEAD + wire, Limits(chunk_framing=limit)) == status
+
+
+def test_chunk_framing_counts_per_request():
+    wire, _ = chunked(*(1,) * 10)
+    limits = Limits(chunk_framing=53)
+    parser = RequestParser(limits)
+    parser.feed((CHUNKED_HEAD + wire) * 3)
+    assert [type(event).__name__ for event in drain(parser)] == ["Request", "Data", "EndOfMessage"] * 3 + ["_Sentinel"]
+
+
+def test_default_chunk_framing_limit():
+    """1 MiB: 209,715 one-byte chunks fit with the last chunk line, one more does not."""
+    fits = (Limits().chunk_framing - 3) // 5
+    for count, status in ((fits, None), (fits + 1, 413)):
+        data = CHUNKED_HEAD + b"1\r\nx\r\n" * count + b"0\r\n\r\n"
+        assert status_of(data) == status
+
+
+def test_trailer_section_still_arriving_refused_at_the_head_limit():
+    """A trailer section that never ends is refused once it fills the head limit, whatever the reads."""
+    start = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n"
+    for step in (1, 2, 64):
+        parser = RequestParser(Limits(head=64))
+        parser.feed(start)
+        drain(parser)
+        trailers = b"X: " + b"t" * 61
+        for i in range(0, 63, step):  # 63 bytes and no end yet: it may still end within 64
+            parser.feed(trailers[i:min(i + step, 63)])
+            assert drain(parser)[-1] is NEED_DATA
+        parser.feed(trailers[63:64])
+        with pytest.raises(ProtocolError) as caught:
+            drain(parser)
+        assert caught.value.status == 431
+
+
+@pytest.mark.parametrize("partial, status", [(b"GET / HTTP/2.0\r\nHo", 505), (b"\x16\x03", 400),
+                                             (b"GET /" + b"a" * 8200, 414), (b"GET\x00", 400)])
+def test_what_is_known_of_an_arriving_head_is_forgotten_when_it_repeats_the_last(partial, status):
+    """A head that arrives in pieces and then turns out to repeat the last head leaves nothing of
+    its partial checks behind: the next head arriving in pieces is checked from its start."""
+    parser = RequestParser()
+    head = b"GET /a HTTP/1.1\r\nHost: a\r\n\r\n"
+    parse_all(parser, head)
+    assert parse_all(parser, head[:20]) == []  # its request-line checked, then
+    assert [request.target for request in parse_all(parser, head[20:])] == [b"/a"]  # the repeated head
+    with pytest.raises(ProtocolError) as caught:
+        parse_all(parser, partial)
     assert caught.value.status == status

@@ -44,6 +44,10 @@ CHUNK_EXT = rb"(?:[ \t]*;[ \t]*" + TOKEN + rb"(?:[ \t]*=[ \t]*(?:" + TOKEN + rb"
 # Leading zeros are still 1*HEXDIG (llhttp accepts them too).
 CHUNK_SIZE_LINE = re.compile(rb"(0*[0-9A-Fa-f]{1,16})" + CHUNK_EXT)
 
+# The same, anchored where a chunk begins and ending at its CRLF (the grammar has no CR or LF, so
+# a match ends at the first CRLF): the chunked reader's loop over whole chunks.
+CHUNK_LINE = re.compile(rb"(0*[0-9A-Fa-f]{1,16})" + CHUNK_EXT + rb"\r\n")
+
 # RFC 9112 6.3: Content-Length = 1*DIGIT (no sign, no spaces, no list); at most 18 significant
 # digits, so an overflowing value is refused rather than read.
 CONTENT_LENGTH = re.compile(rb"0*[0-9]{1,18}")
@@ -51,6 +55,26 @@ CONTENT_LENGTH = re.compile(rb"0*[0-9]{1,18}")
 # In a head that has not ended yet: a bare CR, a bare LF (one at the very start is checked
 # apart), or a line that starts with whitespace (obs-fold). None can begin a valid head.
 HEAD_LINE_ERROR = re.compile(rb"\r[^\n]|[^\r]\n|\r\n[ \t]")
+
+# Empty lines (RFC 9112 2.2): matched from where a head may begin, all of them in one call.
+EMPTY_LINES = re.compile(rb"(?:\r\n)*")
+
+# The tchars that begin a request-line, up to the first byte that is not one (it must be the SP
+# after the method).
+TCHARS_RUN = re.compile(rb"[-!#$%&'*+.^_`|~0-9A-Za-z]*")
+
+# RFC 9112 3.2: Host = uri-host [ ":" port ], and RFC 3986 3.2.2: uri-host = IP-literal /
+# IPv4address / reg-name. A reg-name (which covers IPv4address) is read as dot-separated labels,
+# none empty but for a final dot ("example.com."): RFC 3986 allows "a..b" or ".", nginx refuses
+# them, and so do we. IPv6 addresses are checked loosely: hex digits, colons and dots in brackets.
+_REG_NAME_LABEL = rb"(?:[-A-Za-z0-9_~!$&'()*+,;=]|%[0-9A-Fa-f]{2})+"
+_REG_NAME = _REG_NAME_LABEL + rb"(?:\." + _REG_NAME_LABEL + rb")*\.?"
+_IP_LITERAL = rb"\[(?:[0-9A-Fa-f:.]+|[vV][0-9A-Fa-f]+\.[-A-Za-z0-9._~!$&'()*+,;=:]+)\]"
+HOST = re.compile(rb"(?:" + _IP_LITERAL + rb"|" + _REG_NAME + rb")(?::[0-9]*)?")
+
+# RFC 9112 3.2.2: absolute-form = absolute-URI; the scheme, the authority (up to the path, the
+# query or a fragment), the rest.
+ABSOLUTE_FORM = re.compile(rb"([A-Za-z][-A-Za-z0-9+.]*)://([^/?#]*)(.*)", re.DOTALL)
 
 # RFC 9110 7.6.1: Connection = #connection-option
 LIST_SEPARATOR = re.compile(rb"[ \t]*,[ \t]*")

@@ -12,10 +12,21 @@ connection, the parser returns CLOSED and ignores further bytes.
 
 Requests are read-only: a head that repeats the connection's last bodiless keep-alive head gives
 the very same Request again, and one that repeats only its field lines shares their list.
+
+The work is linear in the bytes received, however they are split across reads: a head still
+arriving is searched from where the last search stopped, bytes are appended to one bytearray
+rather than copied on every feed, empty lines before a request are skipped in one step, and the
+chunks of a chunked body that one read holds become one Data event.
+
+Requests reach the application in origin form: an absolute-form target (RFC 9112 3.2.2, "GET
+http://example.com/x HTTP/1.1") becomes its path and query ("/x"), and its authority replaces the
+Host field's value in `headers`.
 """
 
 from __future__ import annotations
 
+import itertools
+import re
 from dataclasses import dataclass
 
 from . import abnf
@@ -30,17 +41,24 @@ class Limits:
     head: int = 65536
     body: int = 100 * 1024 * 1024
     chunk_line: int = 4096  # a chunk-size line with its extensions
+    # Bytes of chunk framing in one chunked body: the chunk-size lines (extensions and CRLF
+    # included, the last chunk's too) and the CRLF after each chunk's data. The body limit counts
+    # data only; this one keeps a body of tiny chunks from carrying hundreds of MB of framing
+    # (1 MiB of data in 1-byte chunks is 5 MiB of it), each chunk costing Python time. 1 MiB is
+    # about 150,000 chunks: a 100 MiB body in chunks of 1 KiB needs 0.7 MiB. Over it: 413.
+    chunk_framing: int = 1024 * 1024
 
 
 class Request:
-    """A request head. `headers` is a list of (lower-case name, value) pairs, both bytes."""
+    """A request head. `headers` is a list of (lower-case name, value) pairs, both bytes; for an
+    absolute-form target, the host pair carries the target's authority (RFC 9112 3.2.2)."""
 
     __slots__ = ("method", "target", "version", "headers", "keep_alive", "expect_continue",
                  "content_length", "chunked", "has_body")
 
     def __init__(self, method, target, version, headers, keep_alive, expect_continue, content_length, chunked):
         self.method = method  # bytes, e.g. b"GET"
-        self.target = target  # bytes, as sent
+        self.target = target  # bytes: origin form ("/path?query"), or "*", or a CONNECT's authority
         self.version = version  # b"1.1" or b"1.0"
         self.headers = headers
         self.keep_alive = keep_alive
@@ -114,19 +132,105 @@ _request_line = abnf.REQUEST_LINE.fullmatch
 _token = abnf.TOKEN_RE.fullmatch
 
 
+_empty_lines = abnf.EMPTY_LINES.match
+_tchars_run = abnf.TCHARS_RUN.match
+_chunk_line = abnf.CHUNK_LINE.match
+_valid_host = abnf.HOST.fullmatch
+_absolute_form = abnf.ABSOLUTE_FORM.fullmatch
+_SCHEMES = frozenset((b"http", b"https"))
+_SP = 0x20
+
+# The request-line of a head still arriving: the method is arriving, or the rest of the line, or
+# the line is whole and was checked.
+_METHOD, _LINE, _LINE_CHECKED = range(3)
+
+
+def _bytes(data) -> bytes:
+    """data (a slice of the buffer, bytes or bytearray) as bytes; events and requests carry bytes."""
+    return data if type(data) is bytes else bytes(data)
+
+
+def _origin_form(target: bytes) -> tuple[bytes, bytes]:
+    """An absolute-form target (RFC 9112 3.2.2) as (origin-form target, authority)."""
+    match = _absolute_form(target)
+    if match is None:
+        raise ProtocolError(400, "malformed request target")
+    scheme, authority, rest = match.groups()
+    if scheme.lower() not in _SCHEMES:
+        raise ProtocolError(400, f"unsupported URI scheme {scheme.decode('ascii', 'replace')!r} in the request target")
+    # RFC 9110 4.2.1: an http(s) URI with an empty host is invalid; 4.2.4: userinfo is an error
+    # (the '@' fails the host grammar).
+    if _valid_host(authority) is None or authority.startswith(b":"):
+        raise ProtocolError(400, f"invalid authority {authority.decode('latin-1')!r} in the request target")
+    return (rest if rest.startswith(b"/") else b"/" + rest), authority
+
+
+# Runs of identical small chunks ("1\r\nx\r\n1\r\ny\r\n..."): the pattern of each size line seen, so
+# that a body of tiny chunks costs C time per chunk, not Python time. Sizes up to _RUN_SIZE.
+_RUN_SIZE = 64
+_HEX_DIGITS = {digit: int(chr(digit), 16) for digit in b"0123456789abcdefABCDEF"}  # a 1-digit size line
+_RUNS: dict = {}
+
+
+def _chunk_run(size_line: bytes, size: int):
+    """The pattern of a run of chunks that each have this size line (CRLF included) and size."""
+    pattern = _RUNS.get(size_line)
+    if pattern is None:  # at most 2 spellings (a-f, A-F) of each size up to _RUN_SIZE
+        pattern = _RUNS[size_line] = re.compile(
+            b"(?:" + re.escape(size_line) + b".{%d}\r\n)*" % size, re.DOTALL)
+    return pattern
+
+
+# Runs of tiny chunks of any sizes from 1 to 15 in turn (a one-digit size line, no extension):
+# one pattern matches the run, another gives each chunk's data as one of 15 groups.
+_TINY_SIZE = 15
+_TINY_SPELLINGS = [b"[%s%s]" % (b"%x" % size, b"%X" % size) for size in range(1, _TINY_SIZE + 1)]
+_tiny_run = re.compile(b"(?:" + b"|".join(b"%s\r\n.{%d}\r\n" % (spelling, size) for size, spelling in
+                                          enumerate(_TINY_SPELLINGS, 1)) + b")*", re.DOTALL).match
+_tiny_chunks = re.compile(b"|".join(b"%s\r\n(.{%d})\r\n" % (spelling, size) for size, spelling in
+                                    enumerate(_TINY_SPELLINGS, 1)), re.DOTALL).findall
+_chain = itertools.chain.from_iterable
+
+
+def _strided(buf, start: int, size: int, stride: int, count: int):
+    """The data of `count` chunks of `size` bytes, the first at start, one every `stride` bytes."""
+    end = start + count * stride
+    if size == 1:
+        return buf[start:end:stride]
+    data = bytearray(count * size)
+    for offset in range(size):
+        data[offset::size] = buf[start + offset:end:stride]
+    return data
+
+
+# Host values found valid: a server sees the same few again and again, and the pattern costs
+# about a microsecond. Cleared when full, so that it stays small whatever clients send.
+_KNOWN_HOSTS: set = set()
+
+
+def _check_host(host: bytes) -> None:
+    """RFC 9112 3.2: Host = uri-host [ ":" port ]; an empty one is allowed (and not checked)."""
+    if _valid_host(host) is None:
+        raise ProtocolError(400, f"invalid Host header {host.decode('latin-1')!r}")
+    if len(_KNOWN_HOSTS) >= 1024:
+        _KNOWN_HOSTS.clear()
+    _KNOWN_HOSTS.add(host)
+
+
 class RequestParser:
     """Turns the bytes of one connection into request events."""
 
-    __slots__ = ("limits", "buf", "pos", "state", "remaining", "body_seen", "closing", "next_event",
-                 "last_head", "last_request", "last_fields")
+    __slots__ = ("limits", "buf", "pos", "state", "remaining", "body_seen", "framing", "closing", "next_event",
+                 "last_head", "last_request", "last_fields", "scanned", "blank", "line")
 
     def __init__(self, limits: Limits = Limits()):
         self.limits = limits
-        self.buf = b""
+        self.buf = b""  # bytes as received, or a bytearray once bytes are left over between reads
         self.pos = 0  # bytes of buf already consumed
         self.state = _HEAD
         self.remaining = 0  # body bytes left in the current Content-Length body or chunk
         self.body_seen = 0  # body bytes of the current message, for the size limit
+        self.framing = 0  # chunk framing bytes of the current message, for its limit
         self.closing = False  # the current request asked to close the connection
         # next_event() is the current state's method itself, so a call costs one Python call.
         self.next_event = self._head
@@ -136,16 +240,34 @@ class RequestParser:
         self.last_head = None
         self.last_request = None
         self.last_fields = None  # its field lines, from the CRLF ending its request-line
+        # What is known of a head, trailer section or chunk-size line still arriving, so that the
+        # next read is searched from where this one stopped (all 0 when nothing is arriving; the
+        # bytes stay buffered meanwhile, so pos does not move):
+        self.scanned = 0  # bytes after pos searched already
+        self.blank = 0  # bytes of empty lines before the request-line
+        self.line = _METHOD  # how far the request-line got
 
     def feed(self, data: bytes) -> None:
         """Append bytes received from the peer."""
         if self.state == _CLOSED:
             return
-        if self.pos == len(self.buf):
-            self.buf = data
+        buf = self.buf
+        pos = self.pos
+        if pos == len(buf):
+            # Nothing left over (the common case): take the bytes as they are. A caller may also
+            # set buf and pos so itself, as the connection does.
+            self.buf = data if type(data) is bytes else bytes(data)
+            self.pos = 0
+        elif type(buf) is bytearray:
+            if pos:
+                del buf[:pos]  # O(1): a bytearray drops a prefix by moving its start
+                self.pos = 0
+            buf += data
         else:
-            self.buf = self.buf[self.pos:] + data
-        self.pos = 0
+            # Bytes left over from a read: copy them once into a bytearray that later reads extend.
+            self.buf = buf = bytearray(memoryview(buf)[pos:])
+            buf += data
+            self.pos = 0
 
     @property
     def buffered(self) -> int:
@@ -178,23 +300,36 @@ class RequestParser:
         if last_head is not None and buf.startswith(last_head, pos):
             # The very head parsed last time (it ends at its only CRLFCRLF): the same Request.
             self.pos = pos + len(last_head)
+            if self.scanned:  # it arrived in pieces: forget what was known of it
+                self.scanned = self.blank = self.line = 0
             return self.last_request
-        end = buf.find(b"\r\n\r\n", pos)
+        start = pos  # where the request-line begins
+        if buf[pos] == 13:
+            # RFC 9112 2.2: ignore empty lines received before the request-line; all at once, and
+            # from where an earlier read's search stopped.
+            start = _empty_lines(buf, pos + self.blank).end()
+        scanned = self.scanned
+        if scanned:  # the head began in an earlier read: search on from where that search stopped
+            search = pos + scanned - 3  # (a CRLFCRLF may straddle the bytes searched before)
+            end = buf.find(b"\r\n\r\n", start if search < start else search)
+        else:
+            end = buf.find(b"\r\n\r\n", start)
         if end < 0:
-            return self._incomplete_head(buf, pos)
-        # RFC 9112 2.2: ignore empty lines received before the request-line.
-        while buf[pos:pos + 2] == b"\r\n":
-            pos += 2
-            if pos > end:
-                end = buf.find(b"\r\n\r\n", pos)
-                if end < 0:
-                    return self._incomplete_head(buf, pos)
+            return self._arriving_head(buf, pos, start)
+        if scanned:
+            self.scanned = self.blank = self.line = 0
+        if type(buf) is not bytes:
+            # A bytearray (bytes were left over from a read): bytes from here on, so that the
+            # slices below are bytes; at most once per read.
+            self.buf = buf = bytes(buf)
         limits = self.limits
-        fields_at = buf.find(b"\r\n", pos)  # the CRLF that ends the request-line
-        line_end = fields_at - pos
+        if start != pos and start - pos > limits.head:
+            raise ProtocolError(431, "too many empty lines before the request-line")
+        fields_at = buf.find(b"\r\n", start)  # the CRLF that ends the request-line
+        line_end = fields_at - start
         if line_end > limits.request_line:
             raise ProtocolError(414, "request line too long")
-        if end + 4 - pos > limits.head:
+        if end + 4 - start > limits.head:
             raise ProtocolError(431, "request head too large")
         last_fields = self.last_fields
         if (last_fields is not None and end + 4 - fields_at == len(last_fields)
@@ -202,14 +337,14 @@ class RequestParser:
             # The field lines of the last head again, after a new request-line: a client on a
             # keep-alive connection sends the same headers and varies only the target. The
             # fields were checked last time; check and parse the request-line alone.
-            request = self._same_fields(buf[pos:fields_at])
+            request = self._same_fields(buf[start:fields_at])
             if request is not None:
                 self.pos = end + 4
-                self.last_head = buf[pos:end + 4]
+                self.last_head = buf[start:end + 4]
                 self.last_request = request
                 return request
             # Anything wrong with the request-line: the full checks below say what.
-        head = buf[pos:end + 2]  # the request-line and field lines, each ending in CRLF
+        head = buf[start:end + 2]  # the request-line and field lines, each ending in CRLF
         # The whole head at once, in C (RFC 9112 2.2: CR and LF only as CRLF; RFC 9110 5.5: no
         # control but HTAB). Without its CRLFs, the head must be left unchanged by a table that
         # moves every other control byte: translate() then returns the very same object.
@@ -246,16 +381,18 @@ class RequestParser:
             if len(head) > limits.field_size and max(map(len, field_lines)) > limits.field_size:
                 raise ProtocolError(431, "header field too large")
         request = self._request(method, target, version[5:], headers, keep_alive)
-        if self.state == _HEAD and not request.has_body:
-            # Remember it only when nothing follows the head: no body, and the connection stays.
-            self.last_head = buf[pos:end + 4]
+        if self.state == _HEAD and not request.has_body and request.target is target:
+            # Remember it only when nothing follows the head (no body, and the connection stays)
+            # and the target was not rewritten: a new request-line over these fields may not be
+            # absolute-form, whose authority would replace the Host they share.
+            self.last_head = buf[start:end + 4]
             self.last_request = request
             self.last_fields = buf[fields_at:end + 4]
         return request
 
     def _same_fields(self, line: bytes):
         """The Request for a new request-line over the last head's field lines, or None when the
-        line is not a plain valid one of the same HTTP version."""
+        line is not a plain valid one of the same HTTP version with an origin-form target."""
         if line.translate(_MOVE_CONTROLS) is not line:
             return None
         parts = line.split(b" ")
@@ -265,7 +402,7 @@ class RequestParser:
         last = self.last_request
         if (version[5:] != last.version or _FULL_VERSIONS.get(version) is None
                 or (method not in _METHODS and _token(method) is None)
-                or not target or b"\t" in target or not target.isascii()):
+                or not target or target[0] != 47 or b"\t" in target or not target.isascii()):
             return None
         return Request(method, target, last.version, last.headers, last.keep_alive, last.expect_continue,
                        None, False)
@@ -280,37 +417,73 @@ class RequestParser:
             raise ProtocolError(505, "HTTP version not supported")
         raise ProtocolError(400, "malformed header field")
 
-    def _incomplete_head(self, buf, pos):
-        """The head has not ended yet. Wait for more bytes, unless those already here can never
-        begin a valid head: then reject now rather than hold the connection until a timeout.
-        Only a head split across reads comes here; a whole head never does."""
-        if pos == len(buf):
-            return NEED_DATA
-        while buf.startswith(b"\r\n", pos):  # empty lines before the request-line (RFC 9112 2.2)
-            pos += 2
-        # The empty lines stay buffered (self.pos does not move): they begin a head, so its
-        # header_timeout runs and the head limit counts them. Consumed, they would leave the
-        # connection looking idle, and CRLFs trickled forever would keep it open.
-        # RFC 9112 2.2: CR and LF appear in a head only as CRLF; RFC 9112 5.2: a line that
-        # starts with whitespace is obs-fold (or whitespace after the request-line).
-        if abnf.HEAD_LINE_ERROR.search(buf, pos) is not None or buf.startswith(b"\n", pos):
-            raise ProtocolError(400, "bare CR or LF, or a line starting with whitespace")
+    def _arriving_head(self, buf, pos: int, start: int):
+        """The head has not ended yet (its request-line begins at start, after empty lines). Wait
+        for more bytes, unless those already here can never begin a valid head: then reject now
+        rather than hold the connection until a timeout. Only the bytes that arrived since the
+        last call are searched; a head that arrives whole never comes here."""
+        n = len(buf)
         limits = self.limits
-        line_end = buf.find(b"\r\n", pos)
-        if line_end < 0:
-            # The request-line is still arriving: a CR at the end may be the start of its CRLF.
-            if len(buf) - pos - buf.endswith(b"\r") > limits.request_line:
-                raise ProtocolError(414, "request line too long")
-        else:
-            if line_end - pos > limits.request_line:
-                raise ProtocolError(414, "request line too long")
-            match = _request_line(buf, pos, line_end)
-            if match is None:
-                self._bad_request_line(buf[pos:line_end])
-            if match.group(3) + b"." + match.group(4) not in _VERSIONS:
-                raise ProtocolError(505, "HTTP version not supported")
-        if len(buf) - self.pos >= limits.head:
+        resume = pos + self.scanned  # bytes before it were searched by an earlier call
+        if self.line == _LINE_CHECKED:
+            # The common case of a head arriving in pieces: among the field lines, where only
+            # a bare CR or LF, obs-fold or the size can be wrong. A match may begin up to two
+            # bytes before the new ones.
+            if abnf.HEAD_LINE_ERROR.search(buf, resume - 2) is not None:
+                raise ProtocolError(400, "bare CR or LF, or a line starting with whitespace")
+            if n - start >= limits.head:
+                raise ProtocolError(431, "request head too large")
+            self.scanned = n - pos
+            return NEED_DATA
+        if start - pos > limits.head:
+            raise ProtocolError(431, "too many empty lines before the request-line")
+        # The empty lines stay buffered (self.pos does not move): they begin a head, so its
+        # header_timeout runs. Consumed, they would leave the connection looking idle, and CRLFs
+        # trickled forever would keep it open.
+        self.blank = start - pos
+        if start == n or (start == n - 1 and buf[start] == 13):  # only empty lines so far
+            self.scanned = n - pos
+            return NEED_DATA
+        first = buf[start]
+        if first not in _TCHARS:
+            # A request-line begins with a method, a token: a TLS ClientHello (0x16), a control
+            # byte or anything else is refused at its first byte.
+            if first == 13 or first == 10:
+                raise ProtocolError(400, "bare CR or LF before the request-line")
+            raise ProtocolError(400, f"a request cannot begin with byte 0x{first:02x}")
+        if resume < start:
+            resume = start
+        # RFC 9112 2.2: CR and LF appear in a head only as CRLF; RFC 9112 5.2: a line that starts
+        # with whitespace is obs-fold (or whitespace after the request-line). A match may begin
+        # up to two bytes before the new ones.
+        if abnf.HEAD_LINE_ERROR.search(buf, max(start, resume - 2)) is not None:
+            raise ProtocolError(400, "bare CR or LF, or a line starting with whitespace")
+        line = self.line
+        if line == _METHOD:
+            method_end = _tchars_run(buf, resume).end()  # the bytes before resume are tchars
+            if method_end < n:
+                if buf[method_end] != _SP:
+                    raise ProtocolError(400, "malformed request line")
+                line = _LINE
+        if line != _LINE_CHECKED:
+            line_end = buf.find(b"\r\n", max(start, resume - 1))
+            if line_end < 0:
+                # The request-line is still arriving: a CR at the end may be the start of its CRLF.
+                if n - start - buf.endswith(b"\r") > limits.request_line:
+                    raise ProtocolError(414, "request line too long")
+            else:
+                if line_end - start > limits.request_line:
+                    raise ProtocolError(414, "request line too long")
+                match = _request_line(buf, start, line_end)
+                if match is None:
+                    self._bad_request_line(_bytes(buf[start:line_end]))
+                if match.group(3) + b"." + match.group(4) not in _VERSIONS:
+                    raise ProtocolError(505, "HTTP version not supported")
+                line = _LINE_CHECKED
+        if n - start >= limits.head:
             raise ProtocolError(431, "request head too large")
+        self.line = line
+        self.scanned = n - pos
         return NEED_DATA
 
     @staticmethod
@@ -323,9 +496,14 @@ class RequestParser:
 
     def _request(self, method, target, version, headers, keep_alive):
         """The Request for a checked head; headers are (lower-case name, value) pairs."""
+        authority = None
+        if target[0] != 47 and method != b"CONNECT" and target != b"*":
+            # Not origin-form ("/..."), authority-form (CONNECT) or asterisk-form: absolute-form.
+            target, authority = _origin_form(target)
         content_length = None
         transfer_encoding = None
         hosts = 0
+        host = b""
         expect_continue = False
         close = persist = False
         for name, value in headers:
@@ -345,6 +523,7 @@ class RequestParser:
                 transfer_encoding = value
             elif name == _HOST:
                 hosts += 1
+                host = value
             elif name == _CONNECTION:
                 for option in abnf.LIST_SEPARATOR.split(value.lower()):
                     if option == b"close":
@@ -359,6 +538,13 @@ class RequestParser:
         # RFC 9112 3.2: 400 for an HTTP/1.1 request without Host, and for any request with several.
         if hosts != 1 and (hosts or version == b"1.1"):
             raise ProtocolError(400, "missing Host header" if hosts == 0 else "repeated Host header")
+        if authority is not None:
+            # RFC 9112 3.2.2: the target's authority is the host; the Host field is ignored.
+            headers = [(name, authority if name == _HOST else value) for name, value in headers]
+            if not hosts:
+                headers.append((_HOST, authority))
+        elif host and host not in _KNOWN_HOSTS:
+            _check_host(host)
         # RFC 9112 9.3: "close" wins, whatever the version and wherever it appears; otherwise an
         # HTTP/1.1 connection persists, and an HTTP/1.0 one only with "keep-alive".
         if close:
@@ -384,6 +570,7 @@ class RequestParser:
         request = Request(method, target, version, headers, keep_alive, expect_continue, content_length, chunked)
         self.body_seen = 0
         if chunked:
+            self.framing = 0
             self._enter(_CHUNK_SIZE)
         elif content_length:
             self._enter(_LENGTH)
@@ -397,11 +584,12 @@ class RequestParser:
 
     def _take(self, n: int) -> bytes:
         pos = self.pos
-        data = self.buf[pos:pos + n]
+        data = _bytes(self.buf[pos:pos + n])
         self.pos = pos + len(data)
         return data
 
     def _end_of_message(self, trailers=()):
+        self.scanned = 0
         self._enter(_CLOSED if self.closing else _HEAD)
         return EndOfMessage(trailers)
 
@@ -415,6 +603,108 @@ class RequestParser:
         return Data(data)
 
     def _chunked_body(self):
+        if not self.scanned:  # (no chunk-size line or trailer section half-read)
+            data = self._whole_chunks()
+            if data is not None:
+                return data
+        return self._chunk_step()
+
+    def _whole_chunks(self):
+        """The data of the chunks already buffered, as one Data event (None if there is none).
+        It stops before anything _chunk_step must decide: a chunk-size line not yet whole or
+        not valid, one that a limit refuses, the last chunk. So the events and the verdict are
+        those of _chunk_step alone, only coalesced: they do not depend on how reads split."""
+        buf = self.buf
+        pos = self.pos
+        n = len(buf)
+        state = self.state
+        remaining = self.remaining
+        limits = self.limits
+        body_left = limits.body - self.body_seen  # data bytes a chunk may still declare
+        framing_left = limits.chunk_framing - self.framing
+        chunk_line = limits.chunk_line + 2
+        pieces = []
+        while True:
+            if state == _CHUNK_DATA:
+                end = pos + remaining
+                if end > n:  # the chunk goes on in a later read
+                    if pos < n:
+                        pieces.append(buf[pos:n])
+                        remaining = end - n
+                        pos = n
+                    break
+                if remaining:
+                    pieces.append(buf[pos:end])
+                    pos = end
+                    remaining = 0
+                state = _CHUNK_CRLF
+            if state == _CHUNK_CRLF:
+                if not buf.startswith(b"\r\n", pos) or framing_left < 2:
+                    break
+                pos += 2
+                framing_left -= 2
+                state = _CHUNK_SIZE
+            match = _chunk_line(buf, pos)
+            if match is None:
+                break
+            line = match.end() - pos
+            # (base 16 has no digit limit, unlike base 10)
+            size = _HEX_DIGITS[buf[pos]] if line == 3 else int(match.group(1), 16)
+            if size == 0 or size > body_left or line > chunk_line or line > framing_left:
+                break
+            stride = line + size + 2
+            if (size <= _RUN_SIZE and buf[pos] != 48 and pos + stride < n and buf[pos + stride] == buf[pos]
+                    and line == match.end(1) + 2 - pos and buf.startswith(match.group(0), pos + stride)):
+                # A small chunk without extensions or leading zeros (so that there are few such
+                # size lines, and few patterns), and the next has the same size line: they and
+                # the chunks like them that follow are one match of a pattern, their data a
+                # strided slice, all in C.
+                count = min(body_left // size, framing_left // (line + 2))
+                end = _chunk_run(_bytes(match.group(0)), size).match(buf, pos, min(n, pos + count * stride)).end()
+                count = (end - pos) // stride
+                if count > 1:
+                    pieces.append(_strided(buf, pos + line, size, stride, count))
+                    body_left -= count * size
+                    framing_left -= count * (line + 2)
+                    pos = end
+                    continue
+            elif line == 3 and size <= _TINY_SIZE:
+                # A tiny chunk: it and the tiny chunks of other sizes that follow are one match,
+                # their data one findall. The run stops short of any limit: L bytes of chunks
+                # hold at most L bytes of data and of framing.
+                end = _tiny_run(buf, pos, min(n, pos + body_left, pos + framing_left)).end()
+                if end - pos > stride:
+                    chunks = _tiny_chunks(buf, pos, end)
+                    data = b"".join(filter(None, _chain(chunks)))  # (the 14 empty groups of each)
+                    pieces.append(data)
+                    body_left -= len(data)
+                    framing_left -= 5 * len(chunks)
+                    pos = end
+                    continue
+            body_left -= size
+            data_end = pos + line + size
+            if buf.startswith(b"\r\n", data_end) and framing_left >= line + 2:
+                # The whole chunk and the CRLF after it (the common case): no state to pass through.
+                pieces.append(buf[pos + line:data_end])
+                framing_left -= line + 2
+                pos = data_end + 2
+                continue
+            framing_left -= line
+            pos += line
+            remaining = size
+            state = _CHUNK_DATA
+        if not pieces:
+            return None
+        self.pos = pos
+        self.remaining = remaining
+        self.body_seen = limits.body - body_left
+        self.framing = limits.chunk_framing - framing_left
+        if state != self.state:
+            self._enter(state)
+        return Data(b"".join(pieces))
+
+    def _chunk_step(self):
+        """One step of a chunked body, with every check and its error."""
         state = self.state
         buf = self.buf
         if state == _CHUNK_DATA:
@@ -431,29 +721,36 @@ class RequestParser:
                 return NEED_DATA
             if not buf.startswith(b"\r\n", self.pos):
                 raise ProtocolError(400, "chunk data not followed by CRLF")
+            self._count_framing(2)
             self.pos += 2
             self._enter(_CHUNK_SIZE)
             state = _CHUNK_SIZE
         if state == _CHUNK_SIZE:
-            end = buf.find(b"\r\n", self.pos)
+            pos = self.pos
+            scanned = self.scanned
+            end = buf.find(b"\r\n", pos + scanned - 1 if scanned else pos)
             if end < 0:
                 # Still arriving: a CR at the end may be the start of its CRLF; any other CR or LF
                 # is bare. The limit counts the line without its CRLF, as when it is whole.
-                if len(buf) - self.pos - buf.endswith(b"\r") > self.limits.chunk_line:
+                n = len(buf)
+                if n - pos - buf.endswith(b"\r") > self.limits.chunk_line:
                     raise ProtocolError(400, "chunk size line too long")
-                if buf.find(b"\n", self.pos) >= 0 or buf.find(b"\r", self.pos, len(buf) - 1) >= 0:
+                if buf.find(b"\n", pos + scanned) >= 0 or buf.find(b"\r", max(pos, pos + scanned - 1), n - 1) >= 0:
                     raise ProtocolError(400, "bare CR or LF in a chunk size line")
+                self.scanned = n - pos
                 return NEED_DATA
-            if end - self.pos > self.limits.chunk_line:
+            self.scanned = 0
+            if end - pos > self.limits.chunk_line:
                 raise ProtocolError(400, "chunk size line too long")
-            match = abnf.CHUNK_SIZE_LINE.fullmatch(buf, self.pos, end)
+            match = abnf.CHUNK_SIZE_LINE.fullmatch(buf, pos, end)
             if match is None:
                 raise ProtocolError(400, "invalid chunk size line")
             size = int(match.group(1).lstrip(b"0") or b"0", 16)
-            self.pos = end + 2
             self.body_seen += size
             if self.body_seen > self.limits.body:
                 raise ProtocolError(413, "request body too large")
+            self._count_framing(end + 2 - pos)
+            self.pos = end + 2
             if size == 0:
                 self._enter(_TRAILERS)
                 return self._trailers()
@@ -462,23 +759,31 @@ class RequestParser:
             return self._chunked_body()
         return self._trailers()
 
+    def _count_framing(self, n: int) -> None:
+        self.framing += n
+        if self.framing > self.limits.chunk_framing:
+            raise ProtocolError(413, "too much chunk framing (chunks too small)")
+
     def _trailers(self):
         buf, pos = self.buf, self.pos
         if buf.startswith(b"\r\n", pos):
             self.pos = pos + 2
             return self._end_of_message()
         limits = self.limits
-        end = buf.find(b"\r\n\r\n", pos)
+        scanned = self.scanned
+        end = buf.find(b"\r\n\r\n", pos + scanned - 3 if scanned > 3 else pos)
         if end < 0:  # still arriving: refuse what can never end well, as for a head
-            if abnf.HEAD_LINE_ERROR.search(buf, pos) is not None or buf.startswith(b"\n", pos):
+            if (abnf.HEAD_LINE_ERROR.search(buf, pos + scanned - 2 if scanned > 2 else pos) is not None
+                    or buf.startswith(b"\n", pos)):
                 raise ProtocolError(400, "bare CR or LF, or obs-fold, in the trailer section")
             if len(buf) - pos >= limits.head:
                 raise ProtocolError(431, "trailer section too large")
+            self.scanned = len(buf) - pos
             return NEED_DATA
         # The trailer section has the limits of a head: its size, its field count, its lines.
         if end + 4 - pos > limits.head:
             raise ProtocolError(431, "trailer section too large")
-        fields = buf[pos:end + 2]
+        fields = _bytes(buf[pos:end + 2])
         if _field_lines_ok(fields) is None:
             raise ProtocolError(400, "malformed trailer field")
         trailers = [(name.lower(), value) for name, value in _field_lines(fields)]
