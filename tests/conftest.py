@@ -40,7 +40,8 @@ def wait_until(predicate, timeout: float = 10.0, interval: float = 0.01, message
 class Server:
     """A running `prefork` process; its error log goes to a file the test can read."""
 
-    def __init__(self, args, cwd=None, env=None, ready_timeout=10.0, expect_ports=None):
+    def __init__(self, args, cwd=None, env=None, ready_timeout=10.0, expect_ports=None, wrapper=()):
+        """wrapper: a command to run prefork under (prlimit ...), exec'ing it in the same process."""
         self.args = list(args)
         self.log_file = tempfile.NamedTemporaryFile(prefix="prefork-", suffix=".log", delete=False)
         self.log_path = self.log_file.name
@@ -48,7 +49,7 @@ class Server:
         full_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), full_env.get("PYTHONPATH")]))
         if env:
             full_env.update(env)
-        self.proc = subprocess.Popen(PREFORK + self.args, cwd=cwd or REPO, env=full_env,
+        self.proc = subprocess.Popen([*wrapper, *PREFORK, *self.args], cwd=cwd or REPO, env=full_env,
                                      stdout=self.log_file, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, start_new_session=True)
         binds = [a for i, a in enumerate(self.args) if i and self.args[i - 1] in ("-b", "--bind")]

@@ -444,3 +444,115 @@ def test_an_abandoned_upload_releases_its_spool_file_at_once(start_server):
     wait_until(lambda: open_spool_files(pid) == 1, 5, message="the body to be spooled to a file")
     sock.close()  # gone before the body ended: the spool file must go now, not at body_timeout
     wait_until(lambda: open_spool_files(pid) == 0, 3, message="the spool file to be closed")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(60)
+def test_out_of_descriptors_while_spooling_a_body_is_a_503_and_the_worker_serves_on(start_server):
+    server = start_server("-w", "1", "-b", "127.0.0.1:0", "--body-buffer-size", "1024", "--keepalive", "60")
+    pid = worker_pid(server)
+    idle = []
+    try:
+        for _ in range(10):  # keep-alive clients the worker must not cut
+            sock = connect(server.port)
+            sock.sendall(PLAINTEXT)
+            assert read_response(sock)[0] == 200
+            idle.append(sock)
+        used = len(os.listdir(f"/proc/{pid}/fd"))
+        import resource
+
+        limits = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, (used + 1, limits[1]))  # room for one more connection, none for a spool file
+        with connect(server.port) as poster:
+            poster.sendall(b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 4096\r\n\r\n" + b"x" * 4096)
+            status, headers, _ = read_response(poster)
+        assert status == 503 and headers.get("connection") == "close", server.log()
+        server.wait_for_log(r"cannot spool a request body of \d+ bytes from 127\.0\.0\.1: Too many open files")
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, limits)
+        for sock in idle:  # every keep-alive client is still served by the same worker
+            sock.sendall(PLAINTEXT)
+            assert read_response(sock)[0] == 200
+        assert worker_pid(server) == pid
+    finally:
+        for sock in idle:
+            sock.close()
+
+
+def test_the_open_file_limit_is_raised_for_worker_connections(start_server):
+    # Started with a soft limit of 256 and a hard one of 4096: 1000 connections need 2064.
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 4096:
+        pytest.skip("the hard open-file limit is below 4096")
+    server = start_server("-w", "1", "-b", "127.0.0.1:0", "--worker-connections", "1000",
+                          wrapper=["prlimit", "--nofile=256:4096"])
+    pid = worker_pid(server)
+    assert resource.prlimit(pid, resource.RLIMIT_NOFILE) == (2064, 4096)
+    assert "open-file limit" not in server.log()
+    low = start_server("-w", "1", "-b", "127.0.0.1:0", "--worker-connections", "5000",
+                       wrapper=["prlimit", "--nofile=256:4096"])
+    assert resource.prlimit(worker_pid(low), resource.RLIMIT_NOFILE) == (4096, 4096)
+    low.wait_for_log(r"open-file limit 4096 \(hard limit 4096\) is below the 5064 that worker_connections = 5000 needs")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(90)
+def test_http_echo_of_large_uploads_to_clients_that_never_read_keeps_the_worker_small(start_server):
+    """/echo sends a spooled body back from its file: five 20 MiB uploads answered to clients
+    that read nothing cost the worker socket buffers, not the bodies."""
+    server = start_server("-w", "1", "-b", "127.0.0.1:0")
+    pid = worker_pid(server)
+    baseline = rss(pid)
+    size = 20 << 20
+    clients = []
+    try:
+        for _ in range(5):
+            sock = connect(server.port)
+            sock.sendall(b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % size)
+            block = b"e" * (1 << 20)
+            for _ in range(20):
+                sock.sendall(block)
+            clients.append(sock)
+        wait_until(lambda: timed_request(server.port) < 2, 10, message="the worker to answer")
+        peak = rss(pid)
+        print(f"echo of 5 x 20 MiB to non-readers: RSS +{(peak - baseline) >> 10} KiB")
+        assert peak - baseline < RSS_BOUND, f"RSS grew by {(peak - baseline) >> 10} KiB"
+        status, _, body = read_response(clients[0])  # and a reader gets it whole
+        assert status == 200 and len(body) == size and body == b"e" * size
+    finally:
+        for sock in clients:
+            sock.close()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("dispatch", ["inline", "threads"])
+def test_a_large_list_body_to_clients_that_never_read_is_not_copied_whole(start_server, dispatch):
+    server = start_server("-w", "1", "-b", "127.0.0.1:0", "--dispatch", dispatch,
+                          "--chdir", str(Path(__file__).parent / "apps"), "plain:raw")
+    master = server.proc.pid
+    pid = int(wait_until(lambda: Path(f"/proc/{master}/task/{master}/children").read_text().split(), 10,
+                         message="the worker")[0])
+    with connect(server.port) as sock:  # the app is loaded, its first answers given
+        for _ in range(3):
+            sock.sendall(b"GET /big-list?mb=1 HTTP/1.1\r\nHost: a\r\n\r\n")
+            assert read_response(sock)[0] == 200
+    baseline = rss(pid)
+    clients = []
+    try:
+        for _ in range(3):
+            sock = connect(server.port)
+            sock.sendall(b"GET /big-list?mb=40 HTTP/1.1\r\nHost: a\r\n\r\n")
+            clients.append(sock)
+        with connect(server.port) as sock:  # the worker got to them all and serves on
+            sock.sendall(b"GET /hello HTTP/1.1\r\nHost: a\r\n\r\n")
+            assert read_response(sock)[0] == 200
+        peak = rss(pid)
+        print(f"{dispatch}: 3 x 40 MiB list bodies to non-readers: RSS +{(peak - baseline) >> 10} KiB")
+        assert peak - baseline < RSS_BOUND, f"RSS grew by {(peak - baseline) >> 10} KiB"
+        status, _, body = read_response(clients[0])
+        assert status == 200 and len(body) == 40 << 20
+    finally:
+        for sock in clients:
+            sock.close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import time
 from html import escape
+from io import BytesIO
 from urllib.parse import parse_qs
 
 import orjson
@@ -120,9 +121,28 @@ class Site:
 
     @staticmethod
     def echo(conn, request, body) -> None:
-        data = body.read()
         content_type = request.header(b"content-type", b"application/octet-stream")
-        conn.respond(200, b"Content-Type: " + content_type + b"\r\nContent-Length: %d\r\n" % len(data), data)
+        lines = b"Content-Type: " + content_type + b"\r\n"
+        if isinstance(body, BytesIO) or not hasattr(body, "fileno"):
+            data = body.read()  # small: it is in memory already
+            conn.respond(200, lines + b"Content-Length: %d\r\n" % len(data), data)
+            return
+        # A body spooled to a file goes back from the file with sendfile: a large upload is
+        # never read into memory, and a client that does not read holds only socket buffers.
+        length = body.seek(0, os.SEEK_END)
+        conn.start(200, lines + b"Content-Length: %d\r\n" % length, length)
+        if conn.head_only or not length:
+            body.close()
+            conn.end()
+            return
+
+        def sent() -> None:
+            conn.on_abort = None
+            body.close()
+            conn.end()
+
+        conn.on_abort = body.close
+        conn.send_file(body.fileno(), 0, length, sent)
 
     def home(self, conn, request, body) -> None:
         if request.method in _SAFE_METHODS:

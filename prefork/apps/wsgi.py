@@ -129,6 +129,17 @@ def _log_dropped_body(code: int, environ) -> None:
               environ["REQUEST_METHOD"], environ["PATH_INFO"], code)
 
 
+def _large(result: list, conn) -> bool:
+    """A list of several items larger than high_water together: sent as a stream of its items,
+    with the stream's backpressure, instead of being joined into one more copy."""
+    if len(result) < 2:
+        return False
+    try:
+        return sum(map(len, result)) > conn.worker.high_water
+    except TypeError:
+        return False  # not bytes: the fast path says so
+
+
 def _join_body(result) -> bytes:
     try:
         return b"".join(result)
@@ -442,7 +453,7 @@ class ThreadResponse(_Response):
             return self.fail(exc)
         self.result = result
         try:
-            if type(result) is list and not self.head_sent:
+            if type(result) is list and not self.head_sent and not _large(result, self.conn):
                 body = result[0] if len(result) == 1 else _join_body(result)
                 if body.__class__ is not bytes:
                     body = _join_body(result)
@@ -584,7 +595,7 @@ class InlineWsgi:
         response = InlineResponse(conn, environ)
         try:
             result = self.app(environ, response.start_response)
-            if type(result) is list and not response.head_sent:
+            if type(result) is list and not response.head_sent and not _large(result, conn):
                 # The fast path: the whole body is here, answer it with one respond().
                 status = response.status
                 if status is None:

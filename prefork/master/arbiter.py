@@ -28,7 +28,7 @@ from setproctitle import setproctitle
 from prefork import config as configuration
 from prefork.logs import prepare_log_files, reopen_error_log, setup_error_log
 
-from . import autoreload, child, privileges, systemd, upgrade
+from . import autoreload, child, privileges, rlimits, systemd, upgrade
 from .pidfile import Pidfile
 from .scoreboard import Scoreboard
 from .sockets import BindError, assignment, bind_all, covers, worker_sockets
@@ -136,6 +136,7 @@ class Arbiter:
                 activated.append(socket.socket(fileno=fd))
             except OSError as exc:
                 log.error("LISTEN_FDS: descriptor %d is not a socket: %s", fd, exc.strerror)
+        rlimits.raise_nofile(self.config.worker_connections)
         count = self.config.worker_count
         try:
             self.listenings = bind_all(self.config.bind + status_binds(self.config), count, self.config.reuse_port,

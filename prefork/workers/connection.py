@@ -15,6 +15,7 @@ head (trickling bytes do not extend it), `body_timeout` and `send_timeout` from 
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from io import BytesIO
@@ -25,7 +26,7 @@ from prefork.http import response as http
 from prefork.http.forwarded import client_and_scheme
 
 from .reactor import EPOLLIN, EPOLLOUT
-from .stream import _READ_SIZE, Stream
+from .stream import _JOIN_LIMIT, _READ_SIZE, Stream
 
 _CLOSE = b"Connection: close\r\n"
 _CRLF = b"\r\n"
@@ -161,9 +162,11 @@ class HttpConnection(Stream):
         self.flush()
 
     def wants_input(self) -> bool:
+        # Not while a file is sent: its handler never reads, and level-triggered EPOLLIN with
+        # pipelined input pending would fire without end.
         parser = self.parser
         return (not self.read_closed and not self.closing and self.out_len <= self.worker.high_water
-                and len(parser.buf) - parser.pos < _INPUT_LIMIT)
+                and len(parser.buf) - parser.pos < _INPUT_LIMIT and self.file_job is None)
 
     def process(self) -> None:
         """Turn buffered input into requests until the parser needs data or a response is pending."""
@@ -224,12 +227,28 @@ class HttpConnection(Stream):
     def _add_body(self, data: bytes) -> None:
         body = self.body
         self.body_size += len(data)
-        if self.body_size > self.worker.config.body_buffer_size and isinstance(body, BytesIO):
-            spool = tempfile.TemporaryFile()
-            spool.write(body.getbuffer())
-            self.body = body = spool
-        body.write(data)
+        try:
+            if self.body_size > self.worker.config.body_buffer_size and isinstance(body, BytesIO):
+                spool = tempfile.TemporaryFile()
+                self.body = spool
+                spool.write(body.getbuffer())
+                body = spool
+            body.write(data)
+        except OSError as exc:
+            self._spool_failed(exc)
+            return
         self.deadline.set(self.reactor.now + self.worker.config.body_timeout)
+
+    def _spool_failed(self, exc: OSError) -> None:
+        """No descriptor for the spool file (503: try again later), or no room on the disk (507):
+        this request is refused, the connection closes, every other one goes on."""
+        status = 507 if exc.errno in (errno.ENOSPC, errno.EDQUOT) else 503 if exc.errno in (
+            errno.EMFILE, errno.ENFILE) else 500
+        self.worker.log.error("cannot spool a request body of %d bytes from %s: %s", self.body_size,
+                              self.client[0] or "unix socket", exc.strerror or exc)
+        self.reject(status)
+        self.body.close()
+        self.body = None
 
     def _resume(self) -> None:
         if self.closed:
@@ -330,11 +349,15 @@ class HttpConnection(Stream):
             line = _STATUS_LINES[status]
         except KeyError:
             line = http.status_line(status)
-        data = b"".join((line, worker.common_headers, headers,
-                         (_CRLF if self.request.version != _HTTP10 else _KEEP_ALIVE_CRLF) if keep_alive
-                         else _CLOSE_CRLF, body))
-        self.out.append(data)
-        self.out_len += len(data)
+        end = (_CRLF if self.request.version != _HTTP10 else _KEEP_ALIVE_CRLF) if keep_alive else _CLOSE_CRLF
+        if len(body) <= _JOIN_LIMIT:
+            data = b"".join((line, worker.common_headers, headers, end, body))
+            self.out.append(data)
+            self.out_len += len(data)
+        else:  # a large body is queued as it is, not copied: flush() gathers the pieces
+            data = b"".join((line, worker.common_headers, headers, end))
+            self.out += (data, body)
+            self.out_len += len(data) + len(body)
         self.sent_body = len(body)
         # What _ended() does, inline: this runs once per request.
         self.busy = False

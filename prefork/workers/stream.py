@@ -13,6 +13,19 @@ import socket
 from .reactor import EPOLLIN, EPOLLOUT
 
 _READ_SIZE = 65536
+_JOIN_LIMIT = 64 * 1024  # queued output up to this is joined and sent in one send(); beyond, sendmsg
+_IOV_MAX = 64  # pieces per sendmsg call
+
+
+def _consume(out: list, sent: int) -> None:
+    """Drop `sent` bytes from the front of the queued pieces."""
+    index = 0
+    while sent and sent >= len(out[index]):
+        sent -= len(out[index])
+        index += 1
+    del out[:index]
+    if sent:
+        out[0] = memoryview(out[0])[sent:]
 
 
 class Stream:
@@ -112,20 +125,26 @@ class Stream:
             return
         out = self.out
         if out:
-            data = out[0] if len(out) == 1 else b"".join(out)
+            if len(out) == 1 or self.out_len <= _JOIN_LIMIT:
+                data = out[0] if len(out) == 1 else b"".join(out)
+            else:
+                data = None  # large pieces go out as they are, gathered by sendmsg: no copy
             try:
-                sent = self.sock.send(data)
+                sent = self.sock.send(data) if data is not None else self.sock.sendmsg(out[:_IOV_MAX])
             except (BlockingIOError, InterruptedError):
                 sent = 0
             except OSError:
                 self.abort()
                 return
-            if sent == len(data):
+            if sent == self.out_len:
                 out.clear()
                 self.out_len = 0
             else:
-                out[:] = [memoryview(data)[sent:]]
-                self.out_len = len(data) - sent
+                if data is not None:
+                    out[:] = [memoryview(data)[sent:]]
+                else:
+                    _consume(out, sent)
+                self.out_len -= sent
                 if sent or not self.deadline.when:
                     # Progress, or a first stall, starts the send_timeout; a stall does not extend it.
                     self.deadline.set(self.reactor.now + self.worker.config.send_timeout)

@@ -12,17 +12,17 @@ from __future__ import annotations
 import faulthandler
 import logging
 import os
-import sys
 import random
 import signal
+import sys
+import tempfile
 import time
 from functools import partial
 
 from prefork.http import Limits
 from prefork.http import response as http
-from prefork.logs import AccessLog, reopen_error_log
-
 from prefork.http.forwarded import TrustedPeers
+from prefork.logs import AccessLog, reopen_error_log
 
 from .connection import HttpConnection, ProxyProtocolConnection
 from .echo import EchoConnection
@@ -55,6 +55,9 @@ class Worker:
                              body=config.max_body_size)
         self.high_water = config.high_water
         self.trusted_peers = TrustedPeers(config.forwarded_allow_ips)
+        # Found now: the first call probes the directories by creating files, which fails
+        # (as "no usable temporary directory") when descriptors run out later.
+        tempfile.gettempdir()
         self.connections: dict[int, object] = {}
         self.accepted = 0
         self.requests = 0

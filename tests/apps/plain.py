@@ -108,6 +108,13 @@ def big(environ, start_response):
     return Closable(chunk for _ in range(mb * 16))
 
 
+def big_list(environ, start_response):
+    """A list body of ?mb= items, the same 1 MiB object each time (the app holds 1 MiB)."""
+    mb = int(_query(environ).get("mb", 1))
+    start_response("200 OK", [("Content-Type", "application/octet-stream"), ("Content-Length", str(mb << 20))])
+    return [b"L" * (1 << 20)] * mb
+
+
 def write_then_iterate(environ, start_response):
     write = start_response("200 OK", TEXT)
     write(b"written-")
@@ -214,6 +221,7 @@ ROUTES = {
     "/stream": stream,
     "/stream-length": stream_with_length,
     "/big": big,
+    "/big-list": big_list,
     "/write": write_then_iterate,
     "/exc-info": exc_info_page,
     "/exc-info-late": exc_info_late,
