@@ -12,6 +12,8 @@ import os
 import threading
 from urllib.parse import unquote_to_bytes
 
+from prefork import __version__
+
 log = logging.getLogger("prefork")
 
 _CACHE_LIMIT = 512  # entries per memo table; they stop growing there (names and hosts repeat)
@@ -126,6 +128,7 @@ class EnvironBuilder:
             # Every key a request sets is here too, so the copy never has to grow.
             "REQUEST_METHOD": "", "SCRIPT_NAME": "", "PATH_INFO": "", "QUERY_STRING": "", "RAW_URI": "",
             "SERVER_PROTOCOL": "", "SERVER_NAME": "", "SERVER_PORT": "", "REMOTE_ADDR": "", "REMOTE_PORT": "",
+            "SERVER_SOFTWARE": "prefork/" + __version__,
             "wsgi.version": (1, 0),
             "wsgi.url_scheme": "http",
             "wsgi.input": None,

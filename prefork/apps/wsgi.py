@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import stat
+from http import HTTPStatus
 
 from prefork.http import response as http
 from prefork.workers.proactor import StreamCredit, WorkerQueues
@@ -45,12 +47,19 @@ class ResponseError(Exception):
 
 # -- the response head ----------------------------------------------------------------------------
 
-_HEADS: dict = {}  # (status, *headers) -> (code, serialized header lines, Content-Length or None)
+_HEADS: dict = {}  # (status, *headers) -> (code, header lines, Content-Length or None, head style)
+_PHRASES = {status.value: status.phrase for status in HTTPStatus}
+# Control characters an app may not put in a header value (HTAB is allowed): they would let
+# the value break the head, or reach a terminal or a log raw.
+_CONTROLS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
-def response_head(status, headers) -> tuple[int, bytes, int | None]:
+def response_head(status, headers) -> tuple[int, bytes, int | None, tuple | None]:
     """Check and serialize what the app gave start_response(); raise ResponseError saying why not.
 
+    Returns (code, header lines, Content-Length or None, head style): the style is None for a
+    head the connection frames as usual, else (reason phrase or None, whether the server adds
+    its Server line, its Date line) -- for an app's own reason phrase, Server or Date.
     Apps send the same status and headers again and again, so the result is memoized.
     """
     try:
@@ -65,19 +74,23 @@ def response_head(status, headers) -> tuple[int, bytes, int | None]:
     return head
 
 
-def _build_head(status, headers) -> tuple[int, bytes, int | None]:
+def _build_head(status, headers) -> tuple[int, bytes, int | None, tuple | None]:
     if not isinstance(status, str):
         raise ResponseError(f"status must be a str, not {type(status).__name__}: {status!r}")
     code = status[:3]
-    if len(status) < 4 or status[3] != " " or not (code.isascii() and code.isdigit()) or code[0] == "0":
-        raise ResponseError(f"status must be a 3-digit code, a space and a reason: {status!r}")
+    if len(status) < 4 or status[3] != " " or not (code.isascii() and code.isdigit()) or code[0] in "06789":
+        raise ResponseError(f"status must be a code from 100 to 599, a space and a reason: {status!r}")
     if code[0] == "1":
         # The server sends 100 Continue itself; as the answer, the client would read the next one as this.
         raise ResponseError(f"status {status!r} is informational (1xx), not a final response")
+    reason = status[4:]
+    if _CONTROLS.search(reason) or "\x85" in reason:
+        raise ResponseError(f"status {status!r} has a control character in its reason phrase")
     if not isinstance(headers, list):
         raise ResponseError(f"headers must be a list, not {type(headers).__name__}")
     lines = []
     length = None
+    own_server = own_date = False
     for item in headers:
         if not isinstance(item, tuple) or len(item) != 2:
             raise ResponseError(f"a header must be a (name, value) tuple: {item!r}")
@@ -89,20 +102,39 @@ def _build_head(status, headers) -> tuple[int, bytes, int | None]:
         lower = name.lower()
         if lower in _HOP_BY_HOP:
             raise ResponseError(f"hop-by-hop header {name!r} is the server's to send (value {value!r})")
-        if "\r" in value or "\n" in value or "\0" in value:
-            raise ResponseError(f"header {name!r} has a CR, LF or NUL in its value {value!r}")
+        if _CONTROLS.search(value) or "\x85" in value and not _utf8_in_latin1(value):
+            raise ResponseError(f"header {name!r} has a control character in its value {value!r}")
+        value = value.strip(" \t")  # Django sends Set-Cookie with a leading space
         try:
             lines.append(f"{name}: {value}\r\n".encode("latin-1"))
         except UnicodeEncodeError:
             raise ResponseError(f"header {name!r} value {value!r} is not latin-1") from None
         if lower == "content-length":
-            number = value.strip()
-            if length is not None or not (number.isascii() and number.isdigit()):
+            if length is not None or not (value.isascii() and value.isdigit()):
                 raise ResponseError(f"invalid or repeated Content-Length {value!r}")
-            length = int(number)
+            length = int(value)
             if code == "204":
                 lines.pop()  # a 204 must not have one (RFC 9110 8.6); a 304's tells the resource's length
-    return int(code), b"".join(lines), length
+        elif lower == "server":
+            own_server = True
+        elif lower == "date":
+            own_date = True
+    number = int(code)
+    custom = reason != _PHRASES.get(number)
+    style = None
+    if custom or own_server or own_date:
+        style = (reason.encode("latin-1", "replace") if custom else None, not own_server, not own_date)
+    return number, b"".join(lines), length, style
+
+
+def _utf8_in_latin1(value: str) -> bool:
+    """Whether a value holding 0x85 is UTF-8 passed through latin-1 (where 0x85 is a continuation
+    byte, not the NEL control): PEP 3333 values carry other encodings that way."""
+    try:
+        value.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        return False
+    return True
 
 
 def whole_response(code: int, lines: bytes, length, body: bytes, head_only: bool, environ):
@@ -239,7 +271,9 @@ class _Response:
     def head(self):
         if self.status is None:
             raise ResponseError("the app returned a body without calling start_response()")
-        return response_head(self.status, self.headers)
+        code, lines, length, style = response_head(self.status, self.headers)
+        self.conn.head_style = style
+        return code, lines, length
 
     def trim(self, data):
         """Apply the app's Content-Length to a chunk: never send more than it declared."""
@@ -401,7 +435,7 @@ class InlineResponse(_Response):
         if self.head_sent and self.whole is None:
             conn.end_incomplete()
         else:
-            _respond(conn, 500, http.INTERNAL_ERROR_HEADERS, http.INTERNAL_ERROR_BODY)
+            conn.fail()  # a 500
 
     def cancel(self) -> None:
         """The connection closed under the response: stop and release the body."""
@@ -519,7 +553,7 @@ class ThreadResponse(_Response):
         self.close_result()
         if self.head_sent and self.whole is None:
             return _end_stream, (self, False)
-        return self.conn.respond_later, (500, http.INTERNAL_ERROR_HEADERS, http.INTERNAL_ERROR_BODY)
+        return self.conn.fail, ()  # a 500
 
     def _whole(self, code, lines, length, body):
         lines, body, close = whole_response(code, lines, length, body, self.head_only, self.environ)
@@ -603,7 +637,9 @@ class InlineWsgi:
                 body = result[0] if len(result) == 1 else _join_body(result)
                 if body.__class__ is not bytes:
                     body = _join_body(result)
-                code, lines, length = response_head(status, response.headers)
+                code, lines, length, style = response_head(status, response.headers)
+                if style is not None:
+                    conn.head_style = style
                 if length is not None and length == len(body) and code not in _NO_BODY:
                     conn.respond(code, lines, body)
                     return

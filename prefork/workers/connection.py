@@ -8,8 +8,8 @@ the Reactor thread (inline dispatch) or later, from a completion the worker queu
 responses stay in order, and unread input waits in the parser (bounded, then the socket is not
 read any more).
 
-Timeouts use one Deadline per connection: `header_timeout` from the first byte of a request
-head (trickling bytes do not extend it), `body_timeout` and `send_timeout` from the last progress,
+Timeouts use one Deadline per connection: `header_timeout` from the accept, or on a kept-alive
+connection from the first byte of the next head (trickling bytes do not extend it), `body_timeout` and `send_timeout` from the last progress,
 `keepalive` while idle between requests.
 """
 
@@ -79,7 +79,7 @@ _SENDFILE_CHUNK = 1 << 20  # bytes per os.sendfile call, so one file cannot hold
 class HttpConnection(Stream):
     __slots__ = ("handler", "parser", "request", "body", "body_size", "busy", "keep_alive", "head_only",
                  "head_started", "chunked_out", "status", "sent_body", "dispatching",
-                 "on_abort", "file_job", "client", "trusted")
+                 "on_abort", "file_job", "client", "trusted", "head_style")
 
     def __init__(self, worker, sock, peer, handler=None):
         super().__init__(worker, sock, peer)
@@ -102,6 +102,9 @@ class HttpConnection(Stream):
         self.dispatching = False  # inside handler(): end() must not re-enter process()
         self.on_abort = None  # called once if the connection is closed while a response is produced
         self.file_job = None  # a file being sent with os.sendfile (see send_file)
+        # None, or the app's own framing of this response's head: (reason phrase or None,
+        # whether to add our Server line, our Date line); see status_and_common().
+        self.head_style = None
         self.head_started = self.reactor.now
         self.deadline.set(self.head_started + worker.config.header_timeout)
 
@@ -138,8 +141,10 @@ class HttpConnection(Stream):
             return
         parser = self.parser
         if parser.pos == len(parser.buf):
-            if not self.busy and self.body is None:
-                # The first byte of a new request head: its header_timeout starts now.
+            if not self.busy and self.body is None and self.request is not None:
+                # The first byte of a new head on a kept-alive connection: its header_timeout
+                # starts now (as nginx's). On a new connection it runs from the accept, so
+                # idling first and trickling after gains a client no time.
                 self.head_started = self.reactor.now
             # RequestParser.feed() for its common case, nothing left over: take the bytes as they are.
             parser.buf = data
@@ -210,6 +215,7 @@ class HttpConnection(Stream):
             self.status = 0
             self.keep_alive = request.keep_alive
             self.head_only = request.method == b"HEAD"
+            self.head_style = None
             self.deadline.when = 0.0  # Deadline.clear(), inline: no timeout while the app works
             worker.requests += 1
             if worker.requests == worker.max_requests:
@@ -333,7 +339,9 @@ class HttpConnection(Stream):
             return
         if self.status:
             self.end_incomplete()
-        elif self.dispatching:
+            return
+        self.head_style = None  # the app's reason phrase or Date are not the 500's
+        if self.dispatching:
             self.respond(500, http.INTERNAL_ERROR_HEADERS, http.INTERNAL_ERROR_BODY)
         else:
             self.respond_later(500, http.INTERNAL_ERROR_HEADERS, http.INTERNAL_ERROR_BODY)
@@ -341,21 +349,27 @@ class HttpConnection(Stream):
     def respond(self, status: int, headers: bytes, body: bytes) -> None:
         """A whole response: `headers` are serialized lines (framing included), body the payload."""
         worker = self.worker
-        keep_alive = self.keep_alive and not worker.stopping and not self.read_closed
+        # A client that half-closed still gets an answer to every request it pipelined first.
+        keep_alive = self.keep_alive and not worker.stopping and not (
+            self.read_closed and self.parser.pos == len(self.parser.buf))
         self.status = status
         if self.head_only:
             body = b""
-        try:
-            line = _STATUS_LINES[status]
-        except KeyError:
-            line = http.status_line(status)
+        if self.head_style is None:
+            try:
+                line = _STATUS_LINES[status]
+            except KeyError:
+                line = http.status_line(status)
+            common = worker.common_headers
+        else:
+            line, common = self.status_and_common(status)
         end = (_CRLF if self.request.version != _HTTP10 else _KEEP_ALIVE_CRLF) if keep_alive else _CLOSE_CRLF
         if len(body) <= _JOIN_LIMIT:
-            data = b"".join((line, worker.common_headers, headers, end, body))
+            data = b"".join((line, common, headers, end, body))
             self.out.append(data)
             self.out_len += len(data)
         else:  # a large body is queued as it is, not copied: flush() gathers the pieces
-            data = b"".join((line, worker.common_headers, headers, end))
+            data = b"".join((line, common, headers, end))
             self.out += (data, body)
             self.out_len += len(data) + len(body)
         self.sent_body = len(body)
@@ -369,7 +383,8 @@ class HttpConnection(Stream):
     def start(self, status: int, headers: bytes, length: int | None) -> None:
         """Begin a streamed response whose `headers` declare Content-Length `length`; None for a
         body of unknown length: chunked on HTTP/1.1, ended by closing the connection on HTTP/1.0."""
-        keep_alive = self.keep_alive and not self.worker.stopping
+        keep_alive = self.keep_alive and not self.worker.stopping and not (
+            self.read_closed and self.parser.pos == len(self.parser.buf))
         http10 = self.request.version == _HTTP10
         chunked = length is None and not http10
         if length is None and http10:
@@ -378,10 +393,25 @@ class HttpConnection(Stream):
         self.status = status
         self.chunked_out = chunked and not self.head_only
         self.sent_body = 0
-        line = _STATUS_LINES.get(status) or http.status_line(status)
+        line, common = self.status_and_common(status)
         extra = (b"Transfer-Encoding: chunked\r\n" if chunked else b"") + (
             (_KEEP_ALIVE if http10 else b"") if keep_alive else _CLOSE)
-        self.write(line + self.worker.common_headers + headers + extra + _CRLF)
+        self.write(line + common + headers + extra + _CRLF)
+
+    def status_and_common(self, status: int) -> tuple[bytes, bytes]:
+        """The status line, and the Server and Date lines we add: the app may have given its own
+        reason phrase (sent as written), its own Server or Date (which replace ours)."""
+        line = _STATUS_LINES.get(status) or http.status_line(status)
+        common = self.worker.common_headers
+        style = self.head_style
+        if style is not None:
+            reason, add_server, add_date = style
+            if reason is not None:
+                line = http.status_line(status, reason)
+            if not (add_server and add_date):
+                server, date, _ = common.split(_CRLF)
+                common = (server + _CRLF if add_server else b"") + (date + _CRLF if add_date else b"")
+        return line, common
 
     def send(self, data) -> None:
         """Part of a streamed body; flushed at once."""
@@ -405,7 +435,7 @@ class HttpConnection(Stream):
         self.busy = False
         self.worker.response_done(self)  # before head_started moves on: it times the request
         self.head_started = self.reactor.now  # a pipelined request's head timeout starts now
-        if not keep_alive or self.read_closed:
+        if not keep_alive or self.read_closed and self.parser.pos == len(self.parser.buf):
             self.closing = True
 
     def reject(self, status: int) -> None:

@@ -199,9 +199,26 @@ def bad_header(environ, start_response):
         "hop": ("Connection", "keep-alive"),
         "name": ("Bad Name", "x"),
         "latin1": ("X-Bad", "\u20ac"),
+        "vt": ("X-Bad", "a\x0bb"),
+        "ff": ("X-Bad", "a\x0cb"),
+        "esc": ("X-Bad", "a\x1b[31m"),
+        "del": ("X-Bad", "a\x7fb"),
+        "nel": ("X-Bad", "line\x85next"),  # latin-1 text: NEL, a control
     }[kind]
     start_response("200 OK", TEXT + [header])
     return [b"must not be sent"]
+
+
+def status_as_asked(environ, start_response):
+    """?status= as the status line, with a header the app frames its own way (?header=Name:Value;
+    with &utf8=1 its value is UTF-8 passed through latin-1, as PEP 3333 carries other encodings)."""
+    query = _query(environ)
+    headers = list(TEXT)
+    if "header" in query:
+        name, value = query["header"].split(":", 1)
+        headers.append((name, value.encode().decode("latin-1") if "utf8" in query else value))
+    start_response(query["status"], headers)
+    return [b"as asked"]
 
 
 def str_body(environ, start_response):
@@ -235,6 +252,7 @@ ROUTES = {
     "/no-content": no_content,
     "/bad-header": bad_header,
     "/str-body": str_body,
+    "/as-asked": status_as_asked,
     "/bad-status": bad_status,
 }
 
