@@ -1,4 +1,4 @@
-"""Issue 2's benchmark: one prefork worker against nginx, both on one core, GET /plaintext.
+"""One prefork worker against nginx, both on one core, GET /plaintext.
 
     python bench/core.py [--rounds 3] [--duration 10] [--quick] [--no-doc]
 
@@ -110,7 +110,7 @@ def report(results: dict, info: dict, args) -> str:
         return med[name][key] / nginx[key]
 
     lines = [
-        "## One worker vs nginx (issue 2)",
+        "## One worker vs nginx",
         "",
         "Command:",
         "",
@@ -140,7 +140,7 @@ def report(results: dict, info: dict, args) -> str:
     verdict = lambda ok: "met" if ok else "NOT met"  # noqa: E731
     lines += [
         "",
-        "Targets (issue 2), from the medians of this run:",
+        "Targets, from the medians of this run:",
         "",
         f"- prefork requests/s >= 0.8x nginx: **{harness.fmt_ratio(rps_ratio)}** -- "
         f"{verdict(rps_ratio is not None and rps_ratio >= 0.8)}",

@@ -470,8 +470,8 @@ numbers across runs or machines.
 ## How to reproduce
 
     pip install -e . && apt-get install -y nginx-light wrk libev-dev
-    python bench/core.py             # issue 2: one worker vs nginx (3 rounds x 10 s, 3 to 6 min)
-    python bench/peers.py            # issue 4: WSGI/ASGI peers (installs bench/.venv-peers; 2 rounds x 10 s, 6 to 12 min)
+    python bench/core.py             # one worker vs nginx (3 rounds x 10 s, 3 to 6 min)
+    python bench/peers.py            # WSGI/ASGI peers (installs bench/.venv-peers; 2 rounds x 10 s, 6 to 12 min)
     pip install py-spy && python bench/hotspots.py   # where a worker spends its time under wrk
 
 Options: `--rounds N`, `--duration S`, `--quick` (1 round x 3 s, for trying the script), `--no-doc`

@@ -1,4 +1,4 @@
-"""Issue 4's benchmark: prefork against the WSGI/ASGI servers users would pick instead.
+"""prefork against the WSGI/ASGI servers users would pick instead.
 
     python bench/peers.py [--rounds 2] [--duration 10] [--quick] [--no-doc] [--skip-install] [--only NAMES]
 
@@ -166,7 +166,7 @@ def report(results: dict, not_measured: dict, versions: dict, info: dict, args, 
     med = {name: harness.medians(runs) for name, runs in results.items()}
     ref = med.get(REFERENCE)
     lines = [
-        "## prefork vs the WSGI/ASGI peers (issue 4)",
+        "## prefork vs the WSGI/ASGI peers",
         "",
         "Command:",
         "",
@@ -198,7 +198,7 @@ def report(results: dict, not_measured: dict, versions: dict, info: dict, args, 
                      f"{harness.fmt_ratio(rps_ratio)} | {harness.fmt_ratio(cpu_ratio)} | {100 * m['server_core_busy']:.0f}% |")
     for name, reason in not_measured.items():
         lines.append(f"| {name} | not measured: {reason} | | | | | |")
-    lines += ["", "Targets (issue 4), requests/s ratios from the medians of this run:", ""]
+    lines += ["", "Targets, requests/s ratios from the medians of this run:", ""]
     for server, peer, minimum, label in TARGETS:
         if med.get(server) and med.get(peer):
             value = med[server]["rps"] / med[peer]["rps"]

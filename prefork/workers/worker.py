@@ -250,7 +250,6 @@ class Worker:
         grace = self.config.graceful_timeout
         self.reactor.call_later(grace, self.stop_now)
 
-    # master (issue 3): a graceful stop must not reset a request the client already sent.
     def _close_idle(self) -> None:
         """Close idle connections, but first serve a request already waiting in the kernel;
         one accepted or answered less than IDLE_GRACE ago may have its request in transit:
