@@ -26,7 +26,6 @@ class Setting:
     choices: tuple = ()
     minimum: float | None = None
     flags: tuple = ()  # command-line spellings; empty: only the long form of the name
-    cli: bool = True  # False: a file-only key
 
 
 def _cpu_count() -> int:

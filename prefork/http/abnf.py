@@ -28,10 +28,9 @@ FIELD_VALUE = rb"(?:" + FIELD_VCHARS + rb"(?:[ \t]+" + FIELD_VCHARS + rb")*)?"
 
 # RFC 9112 5: field-line = field-name ":" OWS field-value OWS; no whitespace before the colon,
 # no obs-fold (a line that starts with whitespace fails the field-name).
-# FIELD_LINES checks a whole block of field lines; FIELD_LINE then extracts (name, value) pairs.
-FIELD_LINE = re.compile(rb"(" + TOKEN + rb"):[ \t]*(" + FIELD_VALUE + rb")[ \t]*\r\n")
-# The same, anchored at a line start: with the head's bytes already checked (no controls but
-# HTAB, CR and LF only as CRLF), a match is exactly one whole valid field line.
+# FIELD_LINES checks a whole block of field lines; FIELD_LINE_AT_LINE_START then extracts the
+# (name, value) pairs: with the head's bytes already checked (no controls but HTAB, CR and LF
+# only as CRLF), a match is exactly one whole valid field line.
 FIELD_LINE_AT_LINE_START = re.compile(
     rb"^(" + TOKEN + rb"):[ \t]*(" + FIELD_VALUE + rb")[ \t]*\r\n", re.MULTILINE)
 FIELD_LINES = re.compile(rb"(?:" + TOKEN + rb":[ \t]*" + FIELD_VALUE + rb"[ \t]*\r\n)*")

@@ -15,13 +15,14 @@ import logging
 import os
 import signal
 import sys
+from functools import partial
 
 from setproctitle import setproctitle
 
 from prefork.apps.loader import AppLoadError
 # Imported by the master, once, before any fork: a worker starts without importing the server
 # again, and still has it after dropping privileges to a user who may not read the install.
-from prefork.apps import site, status, wsgi  # noqa: F401
+from prefork.apps import hosting, site, static, status, wsgi  # noqa: F401
 from prefork.workers.worker import Worker
 
 from . import privileges
@@ -111,7 +112,8 @@ def _build_worker(config, sockets, slot, generation, board, app):
         from prefork.apps.loader import load_app
 
         app = load_app(config.app, config.chdir)
-    return Worker(config, sockets, slot=slot, generation=generation, board=board, app=app)
+    return Worker(config, sockets, slot=slot, generation=generation, board=board,
+                  handlers=partial(hosting.handlers, app=app))
 
 
 def _boot_signals() -> None:

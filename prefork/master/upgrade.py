@@ -59,8 +59,11 @@ def start_new_master(argv: list[str], listenings, cwd: str) -> int:
     # since `chdir` may have moved us.
     process = subprocess.Popen(command(argv), cwd=cwd, env=environment, pass_fds=fds,
                                stdin=subprocess.DEVNULL)
-    _children.append(process)  # the master reaps it with waitpid; this only keeps Popen quiet
+    # The master reaps it with waitpid; holding the newest Popen only keeps it from warning
+    # that it was collected while running (one, not one per upgrade).
+    global _newest
+    _newest = process
     return process.pid
 
 
-_children: list = []
+_newest = None

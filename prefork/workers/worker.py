@@ -40,10 +40,14 @@ WORKER_SIGNALS = (signal.SIGQUIT, signal.SIGTERM, signal.SIGINT, signal.SIGUSR1,
 
 class Worker:
     def __init__(self, config, sockets, slot: int = 0, generation: int = 0, board=None, handler=None,
-                 app=None):
-        """sockets: (socket, protocol, shared) triples; protocol "http" or "echo"; shared means
-        every worker has it (EPOLLEXCLUSIVE). app: a WSGI app already loaded (--preload), used
-        instead of loading config.app here."""
+                 handlers=None):
+        """sockets: (socket, protocol, shared) triples; protocol "http", "status" or "echo";
+        shared means every worker has it (EPOLLEXCLUSIVE).
+
+        The worker is handed what answers requests; it imports no app itself. handler: one
+        function for every HTTP listener (tests), or handlers: a function of this worker that
+        returns {"http": handler, "status": handler} (prefork/apps/hosting.py), called once the
+        worker is built, since handlers read its figures."""
         self.config = config
         self.slot = slot
         self.generation = generation
@@ -68,19 +72,15 @@ class Worker:
         if config.max_requests:
             self.max_requests = config.max_requests + random.randint(0, config.max_requests_jitter)
         self.stopping = False
-        self.exit_code = 0
         self.accepting_paused = False
         self.emfile_logged_at = -EMFILE_LOG_INTERVAL  # when "accept failed" was last logged
         self.parent = os.getppid()
         self.access_log = AccessLog(config.access_log, config.access_log_format) if config.access_log else None
         self.common_headers = b""
         self._refresh_date()
-        self.handler = handler
-        if self.handler is None:
-            # WSGI hosting: the app on the Reactor or on the worker queues, or the built-in site.
-            from prefork.apps.wsgi import request_handler
-
-            self.handler = request_handler(self, app)
+        routes = handlers(self) if handlers is not None else {"http": handler}
+        self.handler = routes["http"]
+        self.status_handler = routes.get("status", self.handler)
         self.listeners = [Listener(self, sock, self._connection_class(protocol), shared)
                           for sock, protocol, shared in sockets]
 
@@ -88,9 +88,7 @@ class Worker:
         if protocol == "echo":
             return EchoConnection
         if protocol == "status":  # status_bind: the status routes, whatever the app is
-            from prefork.apps.status import Status
-
-            return partial(HttpConnection, handler=Status(self).handle)
+            return partial(HttpConnection, handler=self.status_handler)
         return ProxyProtocolConnection if self.config.proxy_protocol else HttpConnection
 
     # -- the loop -------------------------------------------------------------------------------
@@ -106,7 +104,7 @@ class Worker:
         self.reactor.run()
         if self.access_log is not None:
             self.access_log.close()
-        return self.exit_code
+        return 0
 
     @property
     def tick_interval(self) -> float:
@@ -282,7 +280,3 @@ class Worker:
 def _record_only(signum, frame) -> None:
     """The wake-up fd carries the signal to the loop; the handler itself must do nothing."""
 
-
-def serve(config, sockets, **kwargs) -> int:
-    """Run one worker on already-bound sockets in this process."""
-    return Worker(config, sockets, **kwargs).run()
