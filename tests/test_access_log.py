@@ -135,3 +135,21 @@ def test_a_format_with_an_unknown_atom_is_refused():
     with pytest.raises(ValueError, match=r"%\(zz\)s"):
         check_format("%(h)s %(zz)s")
     assert escape(b"") == "-" and escape(None) == "-"
+
+
+def test_refused_requests_are_counted_in_the_status(start_server):
+    import json
+
+    server = start_server("-w", "1", "-b", "127.0.0.1:0")
+
+    def status():
+        with connect(server.port) as sock:
+            sock.sendall(b"GET /status HTTP/1.1\r\nHost: a\r\n\r\n")
+            return json.loads(read_response(sock)[2])
+
+    before = status()["responses"]["4xx"]
+    for _ in range(3):
+        with connect(server.port) as sock:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n")  # an invalid Host: 400
+            assert recv_until_closed(sock).startswith(b"HTTP/1.1 400 ")
+    wait_until(lambda: status()["responses"]["4xx"] == before + 3, 10, message="three more 4xx")
