@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from conftest import PREFORK, REPO, connect, read_response, recv_until_closed, wait_until
+from test_master import alive, title
 
 import prefork
 from prefork import cli, config as configuration
@@ -42,26 +43,11 @@ def get(port: int, target: str = "/", headers: str = "") -> tuple[int, dict, byt
         return read_response(sock)
 
 
-def title(pid: int) -> str:
-    return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
-
-
 def children(pid: int) -> list[int]:
     try:
         return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
     except OSError:
         return []
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:  # a zombie is dead for our purposes
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 # -- the gunicorn deploy command, end to end --------------------------------------------------
