@@ -127,6 +127,7 @@ def test_rolling_deploy_of_a_new_app_version_loses_nothing(fleet):
             wait_until(lambda: host.serves("v2"), 20, message=f"{host.name} to serve v2")
             # ... and through HAProxy, before the next host is touched
             load.wait(lambda t: t["hosts"][host.name]["versions"].get("v2"), 10, f"v2 from {host.name}")
+            load.wait_more(100)  # while the old generation finishes and exits
     totals = scenario.totals
     assert totals["failed"] == 0, totals["failures"]
     assert all(host.serves("v2") for host in fleet.hosts.values())
@@ -157,9 +158,15 @@ def test_rolling_binary_upgrade_loses_nothing(fleet):
 @pytest.mark.timeout(120)
 def test_a_drained_host_gets_no_more_requests_then_stops_without_losing_any(fleet):
     host = fleet.hosts["web2"]
-    scenario = fleet.load("drain one host, then stop it (TERM)")
+    scenario = fleet.load("drain one host, resume, drain again, then stop it (TERM)")
     with scenario as load:
         load.wait(lambda t: len(t["hosts"]) == 3, 10, "every host to serve")
+        host.control("drain")
+        fleet.balancer.wait_state(host.name, "DOWN", VERDICT)
+        resumed = time.monotonic()
+        host.control("resume")
+        back = fleet.balancer.wait_state(host.name, "UP", VERDICT)
+        load.wait(lambda t: load.served_since(host.name, back), 10, "the resumed host to be sent requests")
         drained = time.monotonic()
         host.control("drain")
         out = fleet.balancer.wait_state(host.name, "DOWN", VERDICT)
@@ -169,7 +176,8 @@ def test_a_drained_host_gets_no_more_requests_then_stops_without_losing_any(flee
         os.kill(host.master(), signal.SIGTERM)
         wait_until(host.stopped, 15, message="the drained host to stop")
         load.wait_more(100)
-        scenario.notes = {"out_after": round(out - drained, 1), "last_request_after": round(last - drained, 1)}
+        scenario.notes = {"out_after": round(out - drained, 1), "last_request_after": round(last - drained, 1),
+                          "back_after_resume": round(back - resumed, 1)}
     totals = scenario.totals
     assert totals["failed"] == 0, totals["failures"]
     # The last request it got was sent before HAProxy's verdict (a response is at most ~a
