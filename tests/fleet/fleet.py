@@ -99,9 +99,12 @@ class Network:
         self.namespaces.append(namespace)
 
     def destroy(self) -> None:
+        """Every namespace is deleted, even if a process in one of them would not die."""
         for namespace in reversed(self.namespaces):
-            kill_all(namespace)
-            ip("netns", "delete", namespace)
+            try:
+                kill_all(namespace)
+            finally:
+                ip("netns", "delete", namespace)
         self.namespaces.clear()
 
 
@@ -122,12 +125,13 @@ def kill_all(namespace: str, timeout: float = 10.0) -> None:
     wait_until(gone, timeout, interval=0.05, message=f"the processes of {namespace} to die")
 
 
-def remove_stale(pattern: str = r"^pf\d+-") -> None:
-    """Namespaces left by a fleet test whose process is gone (killed before its teardown)."""
+def remove_stale() -> None:
+    """Namespaces left by a fleet test whose process is gone (killed before its teardown):
+    they are named pfPID-NODE."""
     for line in ip("netns", "list").splitlines():
         namespace = line.split()[0] if line.split() else ""
         owner = re.match(r"^pf(\d+)-", namespace)
-        if owner and re.match(pattern, namespace) and not os.path.exists(f"/proc/{owner.group(1)}"):
+        if owner and not os.path.exists(f"/proc/{owner.group(1)}"):
             kill_all(namespace)
             ip("netns", "delete", namespace)
 
@@ -354,10 +358,11 @@ class Load:
     def __init__(self, namespace: str, address: str, port: int, log: Path, clients: int = 8, rate: float = 25.0):
         self.clients = clients
         self.log = log
-        self.proc = subprocess.Popen(
-            ["ip", "netns", "exec", namespace, sys.executable, str(HERE / "load.py"), address, str(port),
-             "--clients", str(clients), "--rate", str(rate)],
-            stdout=subprocess.PIPE, stderr=open(log, "ab"), stdin=subprocess.DEVNULL, start_new_session=True)
+        with open(log, "ab") as errors:
+            self.proc = subprocess.Popen(
+                ["ip", "netns", "exec", namespace, sys.executable, str(HERE / "load.py"), address, str(port),
+                 "--clients", str(clients), "--rate", str(rate)],
+                stdout=subprocess.PIPE, stderr=errors, stdin=subprocess.DEVNULL, start_new_session=True)
         self.latest: dict = {}
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()

@@ -32,7 +32,7 @@ SERVERS = haproxy_servers(HAPROXY_TEXT)  # web1 -> ("10.0.0.11", 8000), ...
 CHECK = haproxy_check(HAPROXY_TEXT)  # inter, fall, rise, port of the health check
 # From a change on a host to HAProxy's verdict: `fall` (or `rise`) checks, the first one up to an
 # interval away, each taking up to its 1 s timeout, and a little slack for a loaded machine.
-VERDICT = (CHECK["fall"] + 1) * CHECK["inter"] + CHECK["fall"] * 1.0 + 1.0
+VERDICT = (CHECK["fall"] + 1) * CHECK["inter"] + CHECK["fall"] * 1.0 + 2.0
 STALL = 10.0  # seconds a slow host's workers are stopped
 RESULTS: list[dict] = []
 
@@ -87,7 +87,7 @@ class Scenario:
 
 
 @pytest.fixture(scope="module")
-def fleet():
+def fleet(request):
     remove_stale()
     network = Network(f"pf{os.getpid()}")
     directory = Path(tempfile.mkdtemp(prefix="prefork-fleet-"))
@@ -107,7 +107,10 @@ def fleet():
         network.destroy()
         if RESULTS and os.environ.get("FLEET_RESULTS"):
             Path(os.environ["FLEET_RESULTS"]).write_text(json.dumps(RESULTS, indent=2) + "\n")
-        shutil.rmtree(directory, ignore_errors=True)
+        if request.session.testsfailed:  # the hosts', balancers' and client's logs
+            print(f"\nfleet logs kept in {directory}")
+        else:
+            shutil.rmtree(directory, ignore_errors=True)
 
 
 def test_the_configurations_name_the_same_three_hosts():
