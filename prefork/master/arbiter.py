@@ -3,8 +3,8 @@
 One readable loop, as gunicorn's arbiter: signal handlers only record the signal (through
 `signal.set_wakeup_fd`, which writes its number to a pipe the loop sleeps on); the loop wakes,
 acts on what was recorded in a fixed order, as nginx's master cycle does (children first,
-then stop, quit, reload, reopen, upgrade, WINCH, resize, drain/resume), then does its housekeeping: hung
-workers, the end of a reload, respawns.
+then stop, quit, reload, reopen, upgrade, WINCH, resize, drain/resume), then does its
+housekeeping: hung workers, the end of a reload, respawns.
 
 Slots: slot i is a position, 0 <= i < active, with at most one *current* worker. During a
 reload (HUP) or a TTOU the workers being replaced are *superseded*: they keep serving until
