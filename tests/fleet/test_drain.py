@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from conftest import PREFORK, REPO, wait_until
+from conftest import PREFORK, REPO, read_response, wait_until
 from test_master import wait_workers
 from test_status import get
 
@@ -51,21 +51,26 @@ def test_drain_turns_health_503_and_keeps_serving_until_resumed(start_server, tm
 
 def test_a_drain_outlives_a_reload_and_a_stop_is_never_resumed(start_server, tmp_path):
     pidfile = tmp_path / "prefork.pid"
-    server = start_server("-w", "1", "-b", "127.0.0.1:0", "--pid", str(pidfile), "--graceful-timeout", "10")
+    server = start_server("-w", "1", "-b", "127.0.0.1:0", "--status-bind", "127.0.0.1:0", "--pid", str(pidfile),
+                          "--graceful-timeout", "10", "--chdir", APPS, "plain:app", expect_ports=2)
+    app_port, status_port = server.ports
     (first,) = wait_workers(server.proc.pid, 1)
     control(pidfile, "drain")
     server.wait_for_log(r"draining \(-s drain\)")
     server.send_signal(signal.SIGHUP)
-    wait_workers(server.proc.pid, 1, exclude=[first])
-    assert health(server.port) == 503, "the new generation is drained too"
     (worker,) = wait_workers(server.proc.pid, 1, exclude=[first])
+    assert health(status_port) == 503, "the new generation is drained too"
     # A worker that gets the drain signal itself (sent to the whole process group) ignores it.
     os.kill(worker, signal.SIGRTMIN + 1)
-    assert health(server.port) == 503
+    assert health(status_port) == 503
     assert list(wait_workers(server.proc.pid, 1)) == [worker]
-    with socket.create_connection(("127.0.0.1", server.port), timeout=5):
-        server.send_signal(signal.SIGTERM)  # graceful: the idle connection keeps it a moment
+    with socket.create_connection(("127.0.0.1", app_port), timeout=10) as slow:
+        slow.sendall(b"GET /sleep?ms=4000 HTTP/1.1\r\nHost: t\r\n\r\n")
+        wait_until(lambda: b'"busy_threads": 1' in get(status_port, "/status")[2], message="the request to run")
+        server.send_signal(signal.SIGTERM)  # graceful: the request in flight keeps it a while
         server.wait_for_log(r"graceful shutdown \(TERM\)")
         control(pidfile, "resume")
-        assert "resuming" not in server.log()
+        assert server.proc.poll() is None, "the resume reached a master still stopping"
+        assert read_response(slow)[0] == 200
     assert server.proc.wait(10) == 0
+    assert "resuming" not in server.log()
