@@ -3,8 +3,8 @@
 One readable loop, as gunicorn's arbiter: signal handlers only record the signal (through
 `signal.set_wakeup_fd`, which writes its number to a pipe the loop sleeps on); the loop wakes,
 acts on what was recorded in a fixed order, as nginx's master cycle does (children first,
-then stop, quit, reload, reopen, upgrade, WINCH, resize), then does its housekeeping: hung
-workers, the end of a reload, respawns.
+then stop, quit, reload, reopen, upgrade, WINCH, resize, drain/resume), then does its
+housekeeping: hung workers, the end of a reload, respawns.
 
 Slots: slot i is a position, 0 <= i < active, with at most one *current* worker. During a
 reload (HUP) or a TTOU the workers being replaced are *superseded*: they keep serving until
@@ -35,8 +35,12 @@ from .sockets import BindError, assignment, bind_all, covers, worker_sockets
 
 log = logging.getLogger("prefork")
 
+# Drain and resume have no traditional signal: two real-time ones, free for applications (a
+# worker that receives one does nothing: it keeps the master's handler, which does nothing).
+SIGDRAIN = signal.SIGRTMIN + 1
+SIGRESUME = signal.SIGRTMIN + 2
 HANDLED = (signal.SIGHUP, signal.SIGQUIT, signal.SIGTERM, signal.SIGINT, signal.SIGCHLD, signal.SIGUSR1,
-           signal.SIGUSR2, signal.SIGWINCH, signal.SIGTTIN, signal.SIGTTOU)
+           signal.SIGUSR2, signal.SIGWINCH, signal.SIGTTIN, signal.SIGTTOU, SIGDRAIN, SIGRESUME)
 FAST_GRACE = 2.0  # seconds workers get after TERM/INT before SIGKILL
 GRACE_MARGIN = 1.0  # after graceful_timeout the worker stops itself; SIGKILL only if it did not
 ABORT_GRACE = 1.0  # seconds between SIGABRT and SIGKILL for a hung worker
@@ -237,6 +241,10 @@ class Arbiter:
                 self.handle_ttin()
             elif signum == signal.SIGTTOU:
                 self.handle_ttou()
+            elif signum == SIGDRAIN:  # in order of arrival: the last of drain and resume wins
+                self.handle_drain()
+            elif signum == SIGRESUME:
+                self.handle_resume()
 
     # -- signal handlers, run by the loop -------------------------------------------------------
 
@@ -357,6 +365,23 @@ class Arbiter:
                 worker.state = "superseded"  # a replacement serving the extra socket takes over
                 self.slots[slot] = None
         log.info("TTOU: %s", plural(active, "worker"))
+
+    def handle_drain(self) -> None:
+        """`prefork -s drain`: keep serving, but /health answers 503, so that load balancers
+        stop sending new connections here before the host is taken out (resume undoes it)."""
+        if self.stopping or self.board.master["draining"]:
+            return
+        log.info("draining (-s drain): /health answers 503; serving what comes until stopped or resumed")
+        self.board.publish_master(draining=1)
+        self.set_title()
+
+    def handle_resume(self) -> None:
+        """`prefork -s resume`: /health answers 200 again; a stop in progress stays a stop."""
+        if self.stopping or not self.board.master["draining"]:
+            return
+        log.info("resuming (-s resume): /health answers 200")
+        self.board.publish_master(draining=0)
+        self.set_title()
 
     # -- stopping -------------------------------------------------------------------------------
 
@@ -582,7 +607,8 @@ class Arbiter:
         return f"STATUS=serving: {plural(len(self.slots), 'worker')}, generation {self.generation}"
 
     def set_title(self) -> None:
-        state = " shutting down" if self.stopping else " (old, upgrading)" if self.new_master else ""
+        state = (" shutting down" if self.stopping else " (old, upgrading)" if self.new_master
+                 else " draining" if self.board is not None and self.board.master["draining"] else "")
         setproctitle(f"{self.config.proc_name}: master [{' '.join(self.argv[1:])}]{state}")
 
     def cleanup(self) -> None:
