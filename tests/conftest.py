@@ -57,7 +57,11 @@ class Server:
             1 for b in binds if not b.startswith(("unix:", "fd://"))) if binds else 1)
         self.ports: list[int] = []
         if expected:
-            self.ports = wait_until(lambda: self._ports(expected), ready_timeout, message="prefork to listen")
+            try:
+                self.ports = wait_until(lambda: self._ports(expected), ready_timeout, message="prefork to listen")
+            except BaseException:
+                self.stop()  # a server that never got ready must not outlive the test either
+                raise
 
     def _ports(self, expected):
         if self.proc.poll() is not None:
