@@ -59,7 +59,7 @@ GUNICORN_ONLY = {
     ("--dirty-app", "--dirty-workers", "--dirty-timeout", "--dirty-threads", "--dirty-graceful-timeout"):
         "there is no dirty-worker pool",
     ("--control-socket", "--control-socket-mode", "--no-control-socket"):
-        "the master is controlled by signals (prefork -s reload|quit|stop|reopen|upgrade)",
+        "the master is controlled by signals (prefork -s reload|quit|stop|reopen|upgrade|drain|resume)",
     ("--permit-obsolete-folding", "--strip-header-spaces", "--permit-unconventional-http-method",
      "--permit-unconventional-http-version", "--casefold-http-method"):
         "the request parser follows RFC 9112 and has no leniency switches",

@@ -247,7 +247,8 @@ def test_module_alone_means_module_application(start_server, tmp_path):
 def test_name_is_the_first_word_of_the_process_titles(start_server):
     server = start_server("-w", "1", "-b", "127.0.0.1:0", "-n", "shop")
     master = server.proc.pid
-    assert title(master).startswith("shop: master [-w 1 -b 127.0.0.1:0 -n shop]")
+    wait_until(lambda: title(master).startswith("shop: master [-w 1 -b 127.0.0.1:0 -n shop]"), 10,
+               message="the master's title")
     worker = wait_until(lambda: children(master), 10, message="a worker")[0]
     wait_until(lambda: title(worker) == "shop: worker 0 [gen 1]", 10, message=f"worker title, is {title(worker)!r}")
 
