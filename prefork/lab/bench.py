@@ -178,6 +178,28 @@ def content_length(head: bytes) -> int:
     return int(head[start + len(b"content-length:"):stop if stop >= 0 else None])
 
 
+def open_idle(port: int, count: int) -> tuple[list[socket.socket], int]:
+    """count connections that make one round trip (so the server has surely taken them in), then stay silent."""
+    idlers, refused = [], 0
+    for number in range(count):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        token = f"idle{number}"
+        try:
+            sock.sendall(protocol.request(token))
+            answer = b""
+            while not answer.endswith(token.encode() + b"\n"):
+                data = sock.recv(4096)
+                if not data:
+                    raise ConnectionError("closed")
+                answer += data
+        except OSError:  # closed or timed out: this server cannot hold it (select past FD_SETSIZE)
+            sock.close()
+            refused += 1
+            continue
+        idlers.append(sock)
+    return idlers, refused
+
+
 def bench(port: int, concurrency: int, seconds: float, *, cpu_us: int = 0, sleep_ms: float = 0,
           slow: int = 0, slow_sleep_ms: float = 0, idle: int = 0, rounds: int = 0, timeout: float = 2.0,
           warmup: float = 5.0, server_pid: int | None = None, label: str = "", progress: bool = False) -> Result:
@@ -195,7 +217,9 @@ def bench(port: int, concurrency: int, seconds: float, *, cpu_us: int = 0, sleep
         result.note = f"descriptor limit {limit}: {reachable} of {concurrency} clients"
         print(f"lab bench: {result.note} (raise the hard limit, ulimit -Hn, to go further)", file=sys.stderr)
         concurrency = reachable
-    idlers = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(idle)]
+    idlers, refused = open_idle(port, idle)
+    if refused:
+        result.note = (result.note + "; " if result.note else "") + f"{refused} of {idle} idle connections refused"
     clients = [Client(i, cpu_us, 0, True) for i in range(concurrency)]
     clients += [Client(concurrency + i, 0, slow_sleep_ms, False) for i in range(slow)]
     driver = Driver(port, clients, timeout, rounds)
