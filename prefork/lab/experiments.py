@@ -26,6 +26,9 @@ def idle(counts: list[int], seconds: float, server_cpus, models=("select", "poll
     rows = []
     for model in models:
         for count in counts:
+            if rows and rows[-1]["model"] == model and rows[-1]["requests"] == 0:
+                print(f"  {model:<12} idle {count:>6}: not measured, it served nothing with fewer", flush=True)
+                continue  # collapsed already: more idle connections only take longer to show it
             with Running(model, server_cpus) as server:
                 result = bench(server.port, ACTIVE, seconds, idle=count, server_pid=server.pid, timeout=1.0,
                                warmup=2.0, label=f"{model} idle {count}")
