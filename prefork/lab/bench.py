@@ -178,12 +178,20 @@ def content_length(head: bytes) -> int:
     return int(head[start + len(b"content-length:"):stop if stop >= 0 else None])
 
 
-def open_idle(port: int, count: int) -> tuple[list[socket.socket], int]:
-    """count connections that make one round trip (so the server has surely taken them in), then stay silent."""
+def open_idle(port: int, count: int, deadline: float = 60.0) -> tuple[list[socket.socket], int]:
+    """count connections that make one round trip (so the server has surely taken them in), then
+    stay silent; those refused, or not opened within deadline seconds, are counted as refused."""
     idlers, refused = [], 0
+    give_up = time.monotonic() + deadline
     for number in range(count):
-        sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        if time.monotonic() > give_up:
+            return idlers, refused + count - number
         token = f"idle{number}"
+        try:
+            sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        except OSError:
+            refused += 1
+            continue
         try:
             sock.sendall(protocol.request(token))
             answer = b""
