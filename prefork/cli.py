@@ -111,6 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     arguments = sys.argv[1:] if argv is None else list(argv)
+    if arguments[:1] == ["lab"]:  # the IO-model lab: its own commands (docs/io-models.md)
+        from .lab.cli import main as lab_main
+
+        return lab_main(arguments[1:])
     if gives_t_a_number(arguments):
         print(TIMEOUT_MISTAKE, file=sys.stderr)
         return 2
