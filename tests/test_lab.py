@@ -76,8 +76,8 @@ def test_quick_run_writes_the_csv_and_the_plots(tmp_path):
     assert (out / "herd.csv").exists()
 
 
-def best_rate(spec: str, clients: int, tries: int = 2) -> float:
-    """The better of two short runs: the machine is shared, and one run can lose its CPU."""
+def best_rate(spec: str, clients: int, tries: int = 3) -> float:
+    """The best of three short runs: the machine is shared, and one run can lose its CPU."""
     with start(spec) as server:
         return max(bench(server.port, clients, 1.0, timeout=0.5, warmup=2.0).rps for _ in range(tries))
 

@@ -22,6 +22,7 @@ from io import BytesIO
 
 from prefork.http import CLOSED, Data, EndOfMessage, ProtocolError, Request, RequestParser
 from prefork.http import proxy_protocol
+from prefork.http.framing import frame_head
 from prefork.http import response as http
 from prefork.http.forwarded import client_and_scheme
 
@@ -363,6 +364,8 @@ class HttpConnection(Stream):
             common = worker.common_headers
         else:
             line, common = self.status_and_common(status)
+        # frame_head() for a body of known length, inlined (this runs once per request; the
+        # copy is pinned to it by tests/test_framing.py): the Connection line and the blank line.
         end = (_CRLF if self.request.version != _HTTP10 else _KEEP_ALIVE_CRLF) if keep_alive else _CLOSE_CRLF
         if len(body) <= _JOIN_LIMIT:
             data = b"".join((line, common, headers, end, body))
@@ -385,18 +388,13 @@ class HttpConnection(Stream):
         body of unknown length: chunked on HTTP/1.1, ended by closing the connection on HTTP/1.0."""
         keep_alive = self.keep_alive and not self.worker.stopping and not (
             self.read_closed and self.parser.pos == len(self.parser.buf))
-        http10 = self.request.version == _HTTP10
-        chunked = length is None and not http10
-        if length is None and http10:
-            keep_alive = False  # only the connection's end can tell an HTTP/1.0 client the body ended
-        self.keep_alive = keep_alive
+        line, common = self.status_and_common(status)
+        head, chunked, self.keep_alive = frame_head(line, common, headers, http10=self.request.version == _HTTP10,
+                                                    keep_alive=keep_alive, length=length, status=status)
         self.status = status
         self.chunked_out = chunked and not self.head_only
         self.sent_body = 0
-        line, common = self.status_and_common(status)
-        extra = (b"Transfer-Encoding: chunked\r\n" if chunked else b"") + (
-            (_KEEP_ALIVE if http10 else b"") if keep_alive else _CLOSE)
-        self.write(line + common + headers + extra + _CRLF)
+        self.write(head)
 
     def status_and_common(self, status: int) -> tuple[bytes, bytes]:
         """The status line, and the Server and Date lines we add: the app may have given its own
