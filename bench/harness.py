@@ -156,6 +156,7 @@ class ServerSpec:
     note: str = ""
     setup: object = None  # optional callable(port, workdir) -> argv, for servers needing a config file
     script: str = ""  # optional wrk Lua script (e.g. bench/unique_heads.lua)
+    expect: bytes = b"Hello, World!"  # how the body of a good answer ends (checked before measuring)
 
     def command_line(self, port: int | str = "PORT") -> str:
         return " ".join(str(a) for a in self.argv).replace("{port}", str(port))
@@ -209,9 +210,9 @@ class RunningServer:
             except OSError:
                 answer = b""
             if answer.startswith((b"HTTP/1.1 ", b"HTTP/1.0 ")):
-                if answer.startswith((b"HTTP/1.1 200", b"HTTP/1.0 200")) and answer.endswith(b"Hello, World!"):
+                if answer.startswith((b"HTTP/1.1 200", b"HTTP/1.0 200")) and answer.endswith(self.spec.expect):
                     return
-                self.stop()  # it serves, but not the Hello-World answer: measuring it would mislead
+                self.stop()  # it serves, but not the expected answer: measuring it would mislead
                 status = answer.split(b"\r\n", 1)[0].decode(errors="replace")
                 body = answer.rsplit(b"\r\n\r\n", 1)[-1][:40]
                 raise RuntimeError(f"{self.spec.name}: GET {self.spec.path} answered {status!r}, body {body!r}")
@@ -472,6 +473,7 @@ numbers across runs or machines.
     pip install -e . && apt-get install -y nginx-light wrk libev-dev
     python bench/core.py             # issue 2: one worker vs nginx (3 rounds x 10 s, 3 to 6 min)
     python bench/peers.py            # issue 4: WSGI/ASGI peers (installs bench/.venv-peers; 2 rounds x 10 s, 6 to 12 min)
+    python bench/static.py           # static files, 10 KiB and 1 MiB, one worker vs nginx (3 rounds x 10 s, 3 to 5 min)
     pip install py-spy && python bench/hotspots.py   # where a worker spends its time under wrk
 
 Options: `--rounds N`, `--duration S`, `--quick` (1 round x 3 s, for trying the script), `--no-doc`
@@ -512,7 +514,7 @@ Options: `--rounds N`, `--duration S`, `--quick` (1 round x 3 s, for trying the 
 """
 
 
-SECTIONS = ("core", "peers", "amplification")  # the order of the sections in docs/benchmarks.md
+SECTIONS = ("core", "peers", "static", "amplification")  # the order of the sections in docs/benchmarks.md
 
 
 def publish(section: str, text: str, write_doc: bool) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import tempfile
 from io import BytesIO
+from socket import MSG_MORE as _MSG_MORE
 
 from prefork.http import CLOSED, Data, EndOfMessage, ProtocolError, Request, RequestParser
 from prefork.http import proxy_protocol
@@ -443,9 +444,11 @@ class HttpConnection(Stream):
         if self.closed:
             return
         if self.out:
-            # The response head and anything queued before the file go first; what does not fit
-            # waits for EPOLLOUT, which flush() asks for (events come back to _on_file_events).
-            self.flush()
+            # The response head and anything queued before the file go first, held back by
+            # MSG_MORE so that the head leaves with the file's first bytes, in one segment; what
+            # does not fit waits for EPOLLOUT, which flush() asks for (events come back to
+            # _on_file_events).
+            self.flush(_MSG_MORE)
             if self.closed or self.out:
                 return
         job = self.file_job
