@@ -14,8 +14,10 @@ Speed: each URL path that named a file is remembered (`File`: its resolved path,
 and the response head, built once). A later request checks the identity with one stat or fstat
 system call instead of resolving the path again; a file that changed in any way (inode, size,
 mtime, ctime) is looked up afresh. Small files that have not changed for a second are kept in
-memory too, and go out with their head in one send; larger ones go with os.sendfile on the
-Reactor thread through `HttpConnection.send_file`, which waits for EPOLLOUT instead of blocking.
+memory too, checked with one stat per turn of the Reactor, and go out with their head in one
+send; larger ones are opened and checked with fstat, and go with os.sendfile on the Reactor
+thread through `HttpConnection.send_file` (the head with MSG_MORE, so that it leaves with the
+first bytes of the file), which waits for EPOLLOUT instead of blocking.
 """
 
 from __future__ import annotations
@@ -65,7 +67,7 @@ class File:
     """A URL path found to name a regular file: where it is, its identity, its 200 head."""
 
     __slots__ = ("path", "identity", "size", "mtime", "etag", "last_modified", "validators",
-                 "head", "whole_head", "body")
+                 "head", "whole_head", "body", "checked")
 
     def __init__(self, path: bytes, info: os.stat_result, content_type: bytes):
         self.path = path  # the resolved path: no symlinks in it when it was checked
@@ -79,6 +81,7 @@ class File:
                      b"Accept-Ranges: bytes\r\n")
         self.whole_head = self.head + b"Content-Length: %d\r\n" % size  # of a 200
         self.body = None  # the content, for a small settled file
+        self.checked = 0.0  # the Reactor's clock when the body was last found current
 
 
 class StaticFiles:
@@ -108,11 +111,11 @@ class StaticFiles:
         known = self.cache.get(path)
         if known is not None:
             if known.body is not None:
-                try:
-                    current = identity(os.stat(known.path)) == known.identity
-                except OSError:
-                    current = False
-                if current:
+                # One stat per turn of the event loop: the requests answered in one turn arrived
+                # together, and all see the file as it was when the turn began.
+                now = conn.reactor.now
+                if known.checked == now or self.unchanged(known):
+                    known.checked = now
                     self.answer(conn, request, known, None)
                     return
             else:
@@ -122,6 +125,13 @@ class StaticFiles:
                     return
             self.forget(path)
         self.look_up(conn, request, path)
+
+    @staticmethod
+    def unchanged(known: File) -> bool:
+        try:
+            return identity(os.stat(known.path)) == known.identity
+        except OSError:
+            return False
 
     def reopen(self, known: File) -> int | None:
         """A descriptor of the file `known` names if it is still that file, else None."""
