@@ -451,3 +451,20 @@ def test_a_directory_swapped_for_a_symlink_outside_is_not_followed_from_the_cach
     for target in ("/static/dir/small.txt", "/static/dir/large.bin"):
         status, _, body = get(server.port, target)
         assert status == 404 and SECRET[:2] not in body, target
+
+
+def test_a_file_kept_in_memory_answers_heads_ranges_and_conditions(port, tree):
+    # Once a.txt has not changed for a second, the server keeps it in memory: the same answers.
+    _settled(tree / "root" / "a.txt")
+    for _ in range(2):
+        assert get(port, "/static/a.txt")[::2] == (200, TEXT)
+    with connect(port) as sock:
+        sock.sendall(b"HEAD /static/a.txt HTTP/1.1\r\nHost: t\r\n\r\nGET /static/a.txt HTTP/1.1\r\nHost: t\r\n\r\n")
+        buf = bytearray()
+        assert read_head(sock, buf)[1]["content-length"] == str(len(TEXT))
+        assert read_response(sock, buf)[::2] == (200, TEXT)  # no body came after the HEAD's head
+    status, headers, body = get(port, "/static/a.txt", "Range: bytes=2-5")
+    assert (status, headers["content-range"], body) == (206, f"bytes 2-5/{len(TEXT)}", TEXT[2:6])
+    assert get(port, "/static/a.txt", "Range: bytes=-3", f"If-Range: {ETAG}")[::2] == (206, TEXT[-3:])
+    assert get(port, "/static/a.txt", f"If-None-Match: {ETAG}")[::2] == (304, b"")
+    assert get(port, "/static/a.txt", "Range: bytes=999-")[0] == 416
