@@ -12,6 +12,7 @@ Rules every measurement here follows (see docs/benchmarks.md):
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import platform
 import re
@@ -405,6 +406,27 @@ def round_cell(run: dict | None) -> str:
     return cell + (f" ({run['note']})" if run.get("note") else "")
 
 
+def round_table(results: dict[str, list[dict]], rounds: int) -> list[str]:
+    """The lines of a table with every measurement, one row per round, one column per server."""
+    lines = [
+        "Every round (req/s, p99, CPU per request, foreign load on the machine):",
+        "",
+        "| round | " + " | ".join(results) + " |",
+        "| --- | " + " | ".join("---" for _ in results) + " |",
+    ]
+    for round_index in range(rounds):
+        cells = [round_cell(runs[round_index] if round_index < len(runs) else None) for runs in results.values()]
+        lines.append(f"| {round_index + 1} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def save_and_publish(section: str, info: dict, results: dict, text: str, write_doc: bool) -> None:
+    """The raw results to bench/out/SECTION-STAMP.json, then the report (see publish)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    (OUT / f"{section}-{stamp}.json").write_text(json.dumps({"machine": info, "results": results}, indent=1))
+    publish(section, text, write_doc)
+
+
 def medians(runs: list[dict]) -> dict | None:
     good = [r for r in runs if "error" not in r]
     if not good:
@@ -579,6 +601,21 @@ def rounds_options(args) -> dict:
 def stop_on_term() -> None:
     """SIGTERM unwinds like Ctrl-C, so the `finally` that stops the running server still runs."""
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+
+
+def against_nginx_arguments(description: str, rounds: int, duration: float):
+    """The command line of a benchmark against nginx, checked: (args, machine info), tools present."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=description)
+    common_arguments(parser, rounds=rounds, duration=duration)
+    args = parser.parse_args()
+    apply_quick(args)
+    check_tools()
+    if not Path(NGINX).exists():
+        sys.exit(f"{NGINX} is missing: apt-get install -y nginx-light")
+    OUT.mkdir(parents=True, exist_ok=True)
+    return args, machine()
 
 
 def check_tools() -> None:

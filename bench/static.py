@@ -14,13 +14,10 @@ Prints a progress line per measurement; writes the "static" section of docs/benc
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import shutil
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -143,18 +140,7 @@ def report(results: dict, info: dict, args, all_specs) -> str:
         lines.append(f"- {label}: prefork requests/s >= {target}x nginx: **{harness.fmt_ratio(rps)}** -- "
                      f"{verdict(rps is not None and rps >= target)} (against nginx with open_file_cache: "
                      f"{harness.fmt_ratio(cached)})")
-    lines += [
-        "",
-        "Every round (req/s, p99, CPU per request, foreign load on the machine):",
-        "",
-        "| round | " + " | ".join(results) + " |",
-        "| --- | " + " | ".join("---" for _ in results) + " |",
-    ]
-    for round_index in range(args.rounds):
-        cells = [harness.round_cell(runs[round_index] if round_index < len(runs) else None)
-                 for runs in results.values()]
-        lines.append(f"| {round_index + 1} | " + " | ".join(cells) + " |")
-    lines += ["", "Servers:", ""]
+    lines += ["", *harness.round_table(results, args.rounds), "", "Servers:", ""]
     seen = set()
     for spec in all_specs:
         kind = spec.name.split(" ")[0] + (", open_file_cache" if "open_file_cache" in spec.name else "")
@@ -175,15 +161,7 @@ def report(results: dict, info: dict, args, all_specs) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    harness.common_arguments(parser, rounds=3, duration=10.0)
-    args = parser.parse_args()
-    harness.apply_quick(args)
-    harness.check_tools()
-    if not Path(harness.NGINX).exists():
-        sys.exit(f"{harness.NGINX} is missing: apt-get install -y nginx-light")
-    info = harness.machine()
-    harness.OUT.mkdir(parents=True, exist_ok=True)
+    args, info = harness.against_nginx_arguments(__doc__.split("\n\n")[0], rounds=3, duration=10.0)
     with tempfile.TemporaryDirectory(prefix="prefork-bench-") as workdir:
         root = Path(workdir) / "files"
         os.chmod(workdir, 0o755)  # nginx's workers (user nobody when started as root) read the files too
@@ -193,10 +171,7 @@ def main() -> int:
         results = harness.run_rounds(all_specs, args.rounds, args.duration, args.warmup, Path(workdir),
                                      **harness.rounds_options(args))
     info["load_after"] = harness.loadavg()
-    text = report(results, info, args, all_specs)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    (harness.OUT / f"static-{stamp}.json").write_text(json.dumps({"machine": info, "results": results}, indent=1))
-    harness.publish(SECTION, text, write_doc=not args.no_doc)
+    harness.save_and_publish(SECTION, info, results, report(results, info, args, all_specs), not args.no_doc)
     return 0
 
 

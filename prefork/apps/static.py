@@ -184,31 +184,30 @@ class StaticFiles:
         self.answer(conn, request, found, fd)
 
     def answer(self, conn, request, found: File, fd: int | None) -> None:
-        """Send found (from memory when fd is None or its body is kept, else from fd, which is closed)."""
+        """Send found: from memory when its body is kept (fd, if any, is closed at once), else
+        from fd, which is closed once sent."""
+        body = found.body
+        if body is not None and fd is not None:
+            os.close(fd)
         for key, _ in request.headers:
             if key in _CONDITIONAL:
                 break
         else:  # the common case: the whole file
-            if found.body is not None:
-                if fd is not None:
-                    os.close(fd)
-                conn.respond(200, found.whole_head, found.body)
+            if body is not None:
+                conn.respond(200, found.whole_head, body)
             else:
                 send(conn, fd, 200, found.head, 0, found.size)
             return
         answer = plan(request, found)
         if len(answer) == 3:
-            if fd is not None:
+            if body is None:
                 os.close(fd)
             conn.respond(*answer)
-            return
-        status, lines, offset, count = answer
-        if found.body is not None:
-            if fd is not None:
-                os.close(fd)
-            conn.respond(status, lines + b"Content-Length: %d\r\n" % count, found.body[offset:offset + count])
-            return
-        send(conn, fd, status, lines, offset, count)
+        elif body is not None:
+            status, lines, offset, count = answer
+            conn.respond(status, lines + b"Content-Length: %d\r\n" % count, body[offset:offset + count])
+        else:
+            send(conn, fd, *answer)
 
     def remember(self, path: bytes, found: File) -> None:
         cache = self.cache

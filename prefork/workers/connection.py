@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import tempfile
 from io import BytesIO
-from socket import MSG_MORE as _MSG_MORE
+from socket import AF_UNIX as _AF_UNIX, IPPROTO_TCP as _IPPROTO_TCP, TCP_CORK as _TCP_CORK
 
 from prefork.http import CLOSED, Data, EndOfMessage, ProtocolError, Request, RequestParser
 from prefork.http import proxy_protocol
@@ -435,6 +435,10 @@ class HttpConnection(Stream):
         """
         self.file_job = [fd, offset, count, done]
         self.reactor.handlers[self.fd] = self._on_file_events
+        if self.sock.family != _AF_UNIX:
+            # Corked, TCP sends only full segments: the head leaves with the file's first bytes,
+            # and the file in as few segments as the window allows, as nginx's tcp_nopush does.
+            self.sock.setsockopt(_IPPROTO_TCP, _TCP_CORK, 1)
         self._send_file()
 
     def _on_file_events(self, mask: int) -> None:
@@ -444,11 +448,9 @@ class HttpConnection(Stream):
         if self.closed:
             return
         if self.out:
-            # The response head and anything queued before the file go first, held back by
-            # MSG_MORE so that the head leaves with the file's first bytes, in one segment; what
-            # does not fit waits for EPOLLOUT, which flush() asks for (events come back to
-            # _on_file_events).
-            self.flush(_MSG_MORE)
+            # The response head and anything queued before the file go first; what does not fit
+            # waits for EPOLLOUT, which flush() asks for (events come back to _on_file_events).
+            self.flush()
             if self.closed or self.out:
                 return
         job = self.file_job
@@ -471,6 +473,8 @@ class HttpConnection(Stream):
             count -= sent
             self.sent_body += sent
         self.file_job = None
+        if self.sock.family != _AF_UNIX:
+            self.sock.setsockopt(_IPPROTO_TCP, _TCP_CORK, 0)  # the last partial segment goes now
         self.deadline.clear()
         self.reactor.handlers[self.fd] = self.on_events
         done()

@@ -106,16 +106,15 @@ class Stream:
             self.out.append(data)
             self.out_len += len(data)
 
-    def flush(self, flags: int = 0) -> None:
-        """Send what is queued; what does not fit waits for EPOLLOUT. flags: for socket.send
-        (MSG_MORE when more follows at once, so a small head and its body share a segment)."""
+    def flush(self) -> None:
+        """Send what is queued; what does not fit waits for EPOLLOUT."""
         if self.closed:
             return
         out = self.out
         if out:
             data = out[0] if len(out) == 1 else b"".join(out)
             try:
-                sent = self.sock.send(data, flags)
+                sent = self.sock.send(data)
             except (BlockingIOError, InterruptedError):
                 sent = 0
             except OSError:
