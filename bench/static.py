@@ -133,6 +133,11 @@ def report(results: dict, info: dict, args, all_specs) -> str:
                      f"{harness.fmt_ratio(ratio(name, f'nginx {label}', 'cpu_us_per_request'))} | "
                      f"{100 * m['server_core_busy']:.0f}% |")
     verdict = lambda ok: "met" if ok else "NOT met"  # noqa: E731
+    foreign = [run["foreign_cpu"] for runs in results.values() for run in runs if "error" not in run]
+    if foreign:
+        lines.append("")
+        lines.append(f"- other programs on the machine used {100 * min(foreign):.0f} to {100 * max(foreign):.0f} % "
+                     "of a core during the measurements (each one is in the per-round table)")
     lines += ["", "Targets, from the medians of this run:", ""]
     for label, target in TARGETS.items():
         rps = ratio(f"prefork {label}", f"nginx {label}", "rps")
@@ -151,11 +156,13 @@ def report(results: dict, info: dict, args, all_specs) -> str:
         "",
         "How prefork serves a file: each URL path that named a file is remembered with its resolved",
         "path, its identity (inode, size, mtime, ctime) and its response head. A request then costs one",
-        "`stat` (small files kept in memory, head and body in one `send`) or `open` + `fstat` (larger",
-        "files, head sent with `MSG_MORE` and the body with one `sendfile` in the same turn) instead of",
-        "resolving the path, formatting dates and building the head again; a file that changed in any",
-        "way is looked up afresh. Loopback makes the kernel's copy part of both servers' CPU time: at",
-        "1 MiB it is most of it.",
+        "`stat` per turn of the event loop (small files kept in memory, head and body in one `send`) or",
+        "`open` + `fstat` (larger files, corked with `TCP_CORK` as nginx's `tcp_nopush`, the head and",
+        "one `sendfile` in the same turn) instead of resolving the path, formatting dates and building",
+        "the head again; a file that changed in any way is looked up afresh. Loopback makes the kernel's",
+        "copy part of both servers' CPU time: at 1 MiB it is most of it, and wrk's one thread reading",
+        "4 GB/s is the limit (the servers' cores are half idle). At 10 KiB the difference is prefork's",
+        "Python work per request; nginx with open_file_cache is the faster one there.",
     ]
     return "\n".join(lines)
 
