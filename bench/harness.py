@@ -12,6 +12,7 @@ Rules every measurement here follows (see docs/benchmarks.md):
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import platform
 import re
@@ -156,6 +157,7 @@ class ServerSpec:
     note: str = ""
     setup: object = None  # optional callable(port, workdir) -> argv, for servers needing a config file
     script: str = ""  # optional wrk Lua script (e.g. bench/unique_heads.lua)
+    expect: bytes = b"Hello, World!"  # how the body of a good answer ends (checked before measuring)
 
     def command_line(self, port: int | str = "PORT") -> str:
         return " ".join(str(a) for a in self.argv).replace("{port}", str(port))
@@ -209,9 +211,9 @@ class RunningServer:
             except OSError:
                 answer = b""
             if answer.startswith((b"HTTP/1.1 ", b"HTTP/1.0 ")):
-                if answer.startswith((b"HTTP/1.1 200", b"HTTP/1.0 200")) and answer.endswith(b"Hello, World!"):
+                if answer.startswith((b"HTTP/1.1 200", b"HTTP/1.0 200")) and answer.endswith(self.spec.expect):
                     return
-                self.stop()  # it serves, but not the Hello-World answer: measuring it would mislead
+                self.stop()  # it serves, but not the expected answer: measuring it would mislead
                 status = answer.split(b"\r\n", 1)[0].decode(errors="replace")
                 body = answer.rsplit(b"\r\n\r\n", 1)[-1][:40]
                 raise RuntimeError(f"{self.spec.name}: GET {self.spec.path} answered {status!r}, body {body!r}")
@@ -404,6 +406,27 @@ def round_cell(run: dict | None) -> str:
     return cell + (f" ({run['note']})" if run.get("note") else "")
 
 
+def round_table(results: dict[str, list[dict]], rounds: int) -> list[str]:
+    """The lines of a table with every measurement, one row per round, one column per server."""
+    lines = [
+        "Every round (req/s, p99, CPU per request, foreign load on the machine):",
+        "",
+        "| round | " + " | ".join(results) + " |",
+        "| --- | " + " | ".join("---" for _ in results) + " |",
+    ]
+    for round_index in range(rounds):
+        cells = [round_cell(runs[round_index] if round_index < len(runs) else None) for runs in results.values()]
+        lines.append(f"| {round_index + 1} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def save_and_publish(section: str, info: dict, results: dict, text: str, write_doc: bool) -> None:
+    """The raw results to bench/out/SECTION-STAMP.json, then the report (see publish)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    (OUT / f"{section}-{stamp}.json").write_text(json.dumps({"machine": info, "results": results}, indent=1))
+    publish(section, text, write_doc)
+
+
 def medians(runs: list[dict]) -> dict | None:
     good = [r for r in runs if "error" not in r]
     if not good:
@@ -472,6 +495,7 @@ numbers across runs or machines.
     pip install -e . && apt-get install -y nginx-light wrk libev-dev
     python bench/core.py             # one worker vs nginx (3 rounds x 10 s, 3 to 6 min)
     python bench/peers.py            # WSGI/ASGI peers (installs bench/.venv-peers; 2 rounds x 10 s, 6 to 12 min)
+    python bench/static.py           # static files, 10 KiB and 1 MiB, one worker vs nginx (3 rounds x 10 s, 3 to 5 min)
     pip install py-spy && python bench/hotspots.py   # where a worker spends its time under wrk
 
 Options: `--rounds N`, `--duration S`, `--quick` (1 round x 3 s, for trying the script), `--no-doc`
@@ -512,7 +536,7 @@ Options: `--rounds N`, `--duration S`, `--quick` (1 round x 3 s, for trying the 
 """
 
 
-SECTIONS = ("core", "peers", "amplification")  # the order of the sections in docs/benchmarks.md
+SECTIONS = ("core", "peers", "static", "amplification")  # the order of the sections in docs/benchmarks.md
 
 
 def publish(section: str, text: str, write_doc: bool) -> None:
@@ -577,6 +601,21 @@ def rounds_options(args) -> dict:
 def stop_on_term() -> None:
     """SIGTERM unwinds like Ctrl-C, so the `finally` that stops the running server still runs."""
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+
+
+def against_nginx_arguments(description: str, rounds: int, duration: float):
+    """The command line of a benchmark against nginx, checked: (args, machine info), tools present."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=description)
+    common_arguments(parser, rounds=rounds, duration=duration)
+    args = parser.parse_args()
+    apply_quick(args)
+    check_tools()
+    if not Path(NGINX).exists():
+        sys.exit(f"{NGINX} is missing: apt-get install -y nginx-light")
+    OUT.mkdir(parents=True, exist_ok=True)
+    return args, machine()
 
 
 def check_tools() -> None:

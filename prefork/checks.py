@@ -36,6 +36,10 @@ def problems(config) -> list[str]:
     root = config.static_root
     if root and not os.path.isdir(root):
         bad("static_root", "no such directory" if not os.path.exists(root) else "not a directory")
+    for table in config.static or ():
+        if not os.path.isdir(table["root"]):
+            why = "no such directory" if not os.path.exists(table["root"]) else "not a directory"
+            found.append(f"{where}: invalid value {table['root']!r} for key 'static' (url {table['url']!r}): root: {why}")
     if config.status_bind:
         try:
             parse_address(config.status_bind)

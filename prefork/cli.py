@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-s", dest="control", metavar="SIGNAL", choices=sorted(CONTROL_SIGNALS),
                         help="send a signal to the running master: " + ", ".join(sorted(CONTROL_SIGNALS)))
     for setting in configuration.SETTINGS:
-        if setting.name == "app":
+        if setting.name == "app" or not setting.cli:
             continue
         flags = setting.flags or ("--" + setting.name.replace("_", "-"),)
         help = setting.help.replace("%", "%%")  # argparse formats help with %

@@ -8,6 +8,7 @@ the key, the value and the file, so `prefork -t` can print it as it is.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass
 from typing import Any
@@ -21,11 +22,12 @@ class ConfigError(Exception):
 class Setting:
     name: str
     default: Any
-    kind: str  # "int", "float", "bool", "str", "path", "list", "choice", "size"
+    kind: str  # "int", "float", "bool", "str", "path", "list", "choice", "umask", "mounts"
     help: str
     choices: tuple = ()
     minimum: float | None = None
     flags: tuple = ()  # command-line spellings; empty: only the long form of the name
+    cli: bool = True  # False: a file-only key (no flag)
 
 
 def _cpu_count() -> int:
@@ -71,6 +73,7 @@ SETTINGS: tuple[Setting, ...] = (
     # -- the master: sockets, signals, supervision
     Setting("status_bind", None, "str", "a listener of its own for /status, /status.html, /metrics and /health (HOST:PORT, unix:PATH), so an APP's routes are never shadowed; off by default"),
     # -- the worker: connections and descriptors
+    Setting("static", None, "mounts", "more static file roots for the built-in site: [[static]] tables with url (where) and root (which directory), as url = \"/assets\" root = \"site/assets\"", cli=False),
     Setting("umask", None, "umask", "umask of the server's processes (octal, as 022 or 0o22); unix sockets are created rw for everyone less this mask", flags=("-m", "--umask")),
     # -- behind a proxy: forwarded headers, the PROXY protocol
     Setting("forwarded_allow_ips", "127.0.0.1,::1", "str", "peers whose X-Forwarded-For/-Proto and Forwarded headers are believed: comma-separated addresses or CIDR ranges, * for all (unix-socket peers always are)"),
@@ -129,6 +132,8 @@ def _check(setting: Setting, value: Any, where: str) -> Any:
         return number
     if kind == "umask":
         return _umask(value, bad)
+    if kind == "mounts":
+        return _mounts(value, where)
     if kind == "choice":
         value = normalize_choice(value)
         if value not in setting.choices:
@@ -194,6 +199,41 @@ def _umask(value: Any, bad) -> int:
     return value
 
 
+# A mount's URL: "/" or slash-separated segments of RFC 3986 path characters (no percent-escapes,
+# no "?" or "#"), with or without a final slash.
+_MOUNT_URL = re.compile(r"/|(/[A-Za-z0-9\-._~!$&'()*+,;=:@]+)+/?")
+
+
+def _mounts(value: Any, where: str) -> list[dict]:
+    """[[static]] tables: each exactly a url and a root, no URL twice; errors name the table."""
+    if not isinstance(value, list) or not value:
+        raise ConfigError(f"{where}: invalid value {value!r} for key 'static': expected [[static]] tables "
+                          'with url and root, as url = "/assets" root = "site/assets"')
+    seen = set()
+    for number, table in enumerate(value, 1):
+        def bad(why: str, shown: Any = table) -> ConfigError:
+            return ConfigError(f"{where}: invalid value {shown!r} for key 'static' (table {number}): {why}")
+
+        if not isinstance(table, dict):
+            raise bad("expected a table with url and root")
+        unknown = sorted(set(table) - {"url", "root"})
+        if unknown:
+            raise bad(f"unknown key {unknown[0]!r} (a [[static]] table has url and root)")
+        for key in ("url", "root"):
+            if key not in table:
+                raise bad(f"no {key}")
+            if not isinstance(table[key], str) or not table[key]:
+                raise bad(f"{key} must be a non-empty string", table[key])
+        url = table["url"]
+        if not _MOUNT_URL.fullmatch(url) or any(part in (".", "..") for part in url.split("/")):
+            raise bad('url must be a path such as "/assets": segments of letters, digits and -._~!$&\'()*+,;=:@, '
+                      'no "." or ".." segment, no % escapes', url)
+        if url.rstrip("/") in seen:
+            raise bad("this url is mounted twice", url)
+        seen.add(url.rstrip("/"))
+    return [dict(table) for table in value]
+
+
 def _is_assignment(item: str) -> bool:
     """KEY=VALUE, as the environment takes it: a non-empty key without '=' or NUL."""
     key, equals, _ = item.partition("=")
@@ -247,4 +287,7 @@ def load(path: str | None, overrides: dict[str, Any]) -> Config:
         values.update(read_file(path))
     for key, value in overrides.items():
         values[key] = _check(BY_NAME[key], value, "command line")
+    if values["static_root"] and any(t["url"].rstrip("/") == "/static" for t in values["static"] or ()):
+        raise ConfigError(f"{path or 'command line'}: invalid value '/static' for key 'static': "
+                          "static_root is mounted there already")
     return Config(values=values, path=path)

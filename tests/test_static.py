@@ -7,13 +7,16 @@ Raw sockets where the request must reach the server exactly as written (httpx wo
 from __future__ import annotations
 
 import os
+import re
 import socket
+import subprocess
+import time
 from email.utils import formatdate
 from pathlib import Path
 
 import pytest
 
-from conftest import Server, connect, read_head, read_response, wait_until
+from conftest import PREFORK, REPO, Server, connect, read_head, read_response, wait_until
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -179,10 +182,31 @@ def test_nothing_outside_the_root(port, target):
     assert (body, headers["content-type"]) == (missing[2], missing[1]["content-type"])
 
 
-@pytest.mark.parametrize("target", ["/static/sub", "/static/sub/", "/static/", "/static/sub/.",
-                                    "/static/a.txt/", "/static/fifo", "/static/no-such-file"])
-def test_directories_special_files_and_missing_are_404(port, target):
-    # /static/sub/ has an index.html, but directories are never served (no listing, no index).
+@pytest.mark.parametrize("target", ["/static/sub/", "/static/sub/.", "/static/./sub//", "/static/sub/?v=1",
+                                    "/static/sub/index.html"])
+def test_a_directory_url_with_its_slash_serves_its_index(port, target):
+    status, headers, body = get(port, target)
+    assert (status, body) == (200, b"<p>index</p>\n")
+    assert headers["content-type"] == "text/html; charset=utf-8"
+
+
+@pytest.mark.parametrize("target, location", [
+    ("/static/sub", "/static/sub/"),
+    ("/static/sub?v=1&w=%20x", "/static/sub/?v=1&w=%20x"),  # the query string is kept as sent
+    ("/static/./sub", "/static/./sub/"),
+    ("/static", "/static/"),  # the mount itself
+    ("/static?x", "/static/?x"),
+])
+def test_a_directory_url_without_its_slash_is_redirected(port, target, location):
+    status, headers, body = get(port, target)
+    assert (status, headers["location"], body) == (301, location, b"Moved Permanently\n")
+    assert get(port, location)[0] in (200, 404)  # /static/ has no index.html: no listing either
+
+
+@pytest.mark.parametrize("target", ["/static/", "/static/?x", "/static/sub/..", "/static/a.txt/",
+                                    "/static/fifo", "/static/no-such-file", "/static/evil_dir",
+                                    "/static/evil_dir/", "/staticx"])
+def test_no_listing_special_files_and_missing_are_404(port, target):
     assert get(port, target)[0] == 404
 
 
@@ -304,3 +328,143 @@ def test_an_impossible_if_modified_since_is_ignored(port, date):
     status, _, body = get(port, "/static/a.txt", f"If-Modified-Since: {date}")
     assert (status, body) == (200, TEXT)
     assert get(port, "/static/a.txt")[0] == 200  # and the worker serves on
+
+
+# -- more roots: [[static]] tables in the configuration file ---------------------------------------
+
+def test_static_tables_mount_more_roots(start_server, tmp_path):
+    (tmp_path / "assets" / "img").mkdir(parents=True)
+    (tmp_path / "assets" / "app.css").write_bytes(b"body{}\n")
+    (tmp_path / "assets" / "docs").mkdir()
+    (tmp_path / "assets" / "docs" / "index.html").write_bytes(b"<p>docs</p>\n")
+    (tmp_path / "pictures").mkdir()
+    (tmp_path / "pictures" / "logo.png").write_bytes(b"\x89PNG")
+    (tmp_path / "assets" / "img" / "logo.png").write_bytes(b"shadowed by the longer mount")
+    (tmp_path / "secret.txt").write_bytes(SECRET)
+    conf = tmp_path / "site.toml"
+    conf.write_text('[[static]]\nurl = "/assets"\nroot = "assets"\n\n'
+                    '[[static]]\nurl = "/assets/img/"\nroot = "pictures"\n')
+    server = start_server("-w", "1", "-b", "127.0.0.1:0", "-c", str(conf), cwd=tmp_path)
+    status, headers, body = get(server.port, "/assets/app.css")
+    assert (status, headers["content-type"], body) == (200, "text/css; charset=utf-8", b"body{}\n")
+    assert get(server.port, "/assets/img/logo.png")[::2] == (200, b"\x89PNG")  # the longest URL wins
+    assert get(server.port, "/assets/docs/")[::2] == (200, b"<p>docs</p>\n")
+    assert get(server.port, "/assets/docs?a=b")[1]["location"] == "/assets/docs/?a=b"
+    assert get(server.port, "/assets")[1]["location"] == "/assets/"
+    for target in ("/assets/../secret.txt", "/assets/%2e%2e/secret.txt", "/assets/img/../../secret.txt",
+                   "/static/app.css", "/assetsx/app.css"):
+        status, _, body = get(server.port, target)
+        assert status == 404 and SECRET not in body, target
+    home = get(server.port, "/")[2]
+    assert b"<code>/assets/NAME</code>" in home and b"<code>/assets/img/NAME</code>" in home
+    assert get(server.port, "/plaintext")[::2] == (200, b"Hello, World!")  # the site's routes stay
+
+
+@pytest.mark.parametrize("tables, message", [
+    ('static = "/assets"', r"invalid value '/assets' for key 'static': expected \[\[static\]\] tables"),
+    ('[[static]]\nurl = "/a"', r"invalid value \{'url': '/a'\} for key 'static' \(table 1\): no root"),
+    ('[[static]]\nurl = "/a"\nroot = 3', r"invalid value 3 for key 'static' \(table 1\): root must be"),
+    ('[[static]]\nurl = "/a"\nroot = "r"\ndir = "x"', r"invalid value \{.*'dir': 'x'\} for key 'static' \(table 1\): unknown key 'dir'"),
+    ('[[static]]\nurl = "a"\nroot = "r"', r"invalid value 'a' for key 'static' \(table 1\): url must be"),
+    ('[[static]]\nurl = "/a/../b"\nroot = "r"', r"invalid value '/a/../b' .*url must be"),
+    ('[[static]]\nurl = "/a?b"\nroot = "r"', r"invalid value '/a\?b' .*url must be"),
+    ('[[static]]\nurl = "/a"\nroot = "r"\n[[static]]\nurl = "/a/"\nroot = "s"',
+     r"invalid value '/a/' for key 'static' \(table 2\): this url is mounted twice"),
+])
+def test_bad_static_tables_are_refused_naming_key_value_and_file(tmp_path, tables, message):
+    conf = tmp_path / "bad.toml"
+    conf.write_text(tables + "\n")
+    result = check(["-c", str(conf)])
+    assert result.returncode != 0
+    assert re.search(re.escape(str(conf)) + ": " + message, result.stderr), result.stderr
+
+
+def check(args: list[str]) -> subprocess.CompletedProcess:
+    """`prefork -t ARGS` with this checkout's code."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    return subprocess.run(PREFORK + ["-t", *args], capture_output=True, text=True, timeout=30, env=env)
+
+
+def test_check_reports_a_missing_mount_root_and_static_is_file_only(tmp_path):
+    conf = tmp_path / "site.toml"
+    conf.write_text('[[static]]\nurl = "/assets"\nroot = "%s"\n' % (tmp_path / "nowhere"))
+    result = check(["-c", str(conf)])
+    assert result.returncode != 0
+    assert f"invalid value '{tmp_path / 'nowhere'}' for key 'static' (url '/assets'): root: no such directory" \
+        in result.stderr + result.stdout
+    conf.write_text('static_root = "%s"\n[[static]]\nurl = "/static/"\nroot = "%s"\n' % (tmp_path, tmp_path))
+    result = check(["-c", str(conf)])
+    assert "for key 'static': static_root is mounted there already" in result.stderr
+    from prefork.cli import build_parser
+
+    assert "static" not in {action.dest for action in build_parser()._actions}  # no flag: tables are file-only
+
+
+# -- the cache of looked-up files: a file that changes is never served stale -----------------------
+
+def _settled(path: Path) -> None:
+    """Wait until the file's last change is old enough for the server to keep it in memory."""
+    wait_until(lambda: time.time() - path.stat().st_ctime > 1.2, timeout=5, message="the file settled")
+
+
+def test_a_changed_file_is_served_fresh(start_server, tmp_path):
+    small, large = tmp_path / "small.txt", tmp_path / "large.bin"
+    small.write_bytes(b"A" * 100)
+    large.write_bytes(b"B" * 200_000)  # beyond what is kept in memory: sent from the file each time
+    for path in (small, large):
+        os.utime(path, (MTIME, MTIME))
+        _settled(path)
+    server = start_server("-w", "1", "-b", "127.0.0.1:0", "--static-root", str(tmp_path))
+    for _ in range(2):  # the second time from the cache
+        assert get(server.port, "/static/small.txt")[::2] == (200, b"A" * 100)
+        assert get(server.port, "/static/large.bin")[::2] == (200, b"B" * 200_000)
+    # Rewritten in place, same size, same mtime (so the same ETag): the ctime tells.
+    for path, byte in ((small, b"C"), (large, b"D")):
+        with open(path, "r+b") as f:
+            f.write(byte * path.stat().st_size)
+        os.utime(path, (MTIME, MTIME))
+    assert get(server.port, "/static/small.txt")[::2] == (200, b"C" * 100)
+    assert get(server.port, "/static/large.bin")[::2] == (200, b"D" * 200_000)
+    # Replaced by a rename (a deploy), then removed.
+    (tmp_path / "new.txt").write_bytes(b"new\n")
+    os.replace(tmp_path / "new.txt", small)
+    assert get(server.port, "/static/small.txt")[::2] == (200, b"new\n")
+    small.unlink()
+    large.unlink()
+    assert get(server.port, "/static/small.txt")[0] == 404
+    assert get(server.port, "/static/large.bin")[0] == 404
+
+
+def test_a_directory_swapped_for_a_symlink_outside_is_not_followed_from_the_cache(start_server, tmp_path):
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    (root / "dir").mkdir(parents=True)
+    outside.mkdir()
+    for base in (root / "dir", outside):
+        for name, size in (("small.txt", 10), ("large.bin", 200_000)):
+            (base / name).write_bytes((b"in" if base != outside else SECRET[:2]) * (size // 2))
+    _settled(root / "dir" / "small.txt")
+    server = start_server("-w", "1", "-b", "127.0.0.1:0", "--static-root", str(root))
+    assert get(server.port, "/static/dir/small.txt")[::2] == (200, b"in" * 5)
+    assert get(server.port, "/static/dir/large.bin")[::2] == (200, b"in" * 100_000)
+    os.rename(root / "dir", tmp_path / "old-dir")
+    (root / "dir").symlink_to(outside)
+    for target in ("/static/dir/small.txt", "/static/dir/large.bin"):
+        status, _, body = get(server.port, target)
+        assert status == 404 and SECRET[:2] not in body, target
+
+
+def test_a_file_kept_in_memory_answers_heads_ranges_and_conditions(port, tree):
+    # Once a.txt has not changed for a second, the server keeps it in memory: the same answers.
+    _settled(tree / "root" / "a.txt")
+    for _ in range(2):
+        assert get(port, "/static/a.txt")[::2] == (200, TEXT)
+    with connect(port) as sock:
+        sock.sendall(b"HEAD /static/a.txt HTTP/1.1\r\nHost: t\r\n\r\nGET /static/a.txt HTTP/1.1\r\nHost: t\r\n\r\n")
+        buf = bytearray()
+        assert read_head(sock, buf)[1]["content-length"] == str(len(TEXT))
+        assert read_response(sock, buf)[::2] == (200, TEXT)  # no body came after the HEAD's head
+    status, headers, body = get(port, "/static/a.txt", "Range: bytes=2-5")
+    assert (status, headers["content-range"], body) == (206, f"bytes 2-5/{len(TEXT)}", TEXT[2:6])
+    assert get(port, "/static/a.txt", "Range: bytes=-3", f"If-Range: {ETAG}")[::2] == (206, TEXT[-3:])
+    assert get(port, "/static/a.txt", f"If-None-Match: {ETAG}")[::2] == (304, b"")
+    assert get(port, "/static/a.txt", "Range: bytes=999-")[0] == 416

@@ -84,13 +84,11 @@ class Site:
             b"/cpu": self.cpu,
             **self.status.routes,
         }
-        # -- static files (prefork/apps/static.py): a prefix route, tried only when no exact route matches
-        self.static = None
-        if config.static_root:
-            from .static import PREFIX, StaticFiles
-
-            self.static = StaticFiles(config.static_root)
-            self.static_prefix = PREFIX
+        # -- static files (prefork/apps/static.py): prefix routes, tried only when no exact route matches
+        self.mounts = static_mounts(config)
+        for mount in self.mounts:
+            if len(mount.prefix) > 1:  # the mount's URL without its slash: a 301 to the slash form
+                self.routes.setdefault(mount.prefix[:-1], mount.handle)
         # -- end of static files
 
     def handle(self, conn, request, body) -> None:
@@ -100,8 +98,11 @@ class Site:
             path = target.partition(b"?")[0]
             route = self.routes.get(path)
             if route is None:
-                route = self.static.handle if self.static is not None and path.startswith(
-                    self.static_prefix) else self.not_found
+                route = self.not_found
+                for mount in self.mounts:  # the longest prefix first
+                    if path.startswith(mount.prefix):
+                        route = mount.handle
+                        break
         route(conn, request, body)
 
     @staticmethod
@@ -155,8 +156,8 @@ class Site:
         """What is running, and a link to every route."""
         worker, config = self.worker, self.config
         master = self.status.document()["master"]
-        static = ("\n<li><code>/static/NAME</code>: files from <code>static_root</code> (GET, HEAD)</li>"
-                  if self.static is not None else "")
+        static = "".join(f"\n<li><code>{escape(mount.prefix.decode('latin-1'))}NAME</code>: files from "
+                         f"<code>{mount.key}</code> (GET, HEAD)</li>" for mount in self.mounts)
         return HOME.format(
             version=escape(__version__), workers=config.worker_count, dispatch=escape(config.effective_dispatch),
             listeners=escape(", ".join(config.bind)), uptime=f"{master['uptime']:.0f} s", slot=worker.slot,
@@ -186,6 +187,19 @@ class Site:
     @staticmethod
     def not_found(conn, request, body) -> None:
         conn.respond(404, _TEXT % 10, b"Not Found\n")
+
+
+def static_mounts(config) -> list:
+    """The static file mounts: static_root at /static/, then the [[static]] tables, longest URL first."""
+    wanted = [(b"/static/", config.static_root, "static_root")] if config.static_root else []
+    for table in config.static or ():
+        wanted.append((table["url"].encode().rstrip(b"/") + b"/", table["root"], "[[static]]"))
+    if not wanted:
+        return []
+    from .static import StaticFiles
+
+    mounts = [StaticFiles(root, prefix, key) for prefix, root, key in wanted]
+    return sorted(mounts, key=lambda mount: len(mount.prefix), reverse=True)
 
 
 def method_not_allowed(conn) -> None:

@@ -64,17 +64,26 @@ function rates(doc) {
   return out;
 }
 
+// The smallest of 1, 2, 4, 5, 8 or 10 times a power of ten at or above x: an axis in round steps
+// that leaves the lines most of the chart's height.
+function ceiling(x) {
+  const power = Math.pow(10, Math.floor(Math.log10(x)));
+  for (const m of [1, 2, 4, 5, 8, 10]) if (m * power >= x) return m * power;
+}
+const short = (n) => n >= 1e6 ? (n / 1e6).toFixed(n % 1e6 ? 1 : 0) + "M" : n >= 1e3 ? (n / 1e3).toFixed(n % 1e3 ? 1 : 0) + "k" : String(n);
+
 function draw(doc) {
-  const svg = $("chart"), width = 800, height = 200;
+  const svg = $("chart"), width = 800, height = 200, margin = 10;
   const now = doc.time;
   let top = 1;
   for (const points of history.values()) for (const p of points) top = Math.max(top, p.rate);
-  top = Math.pow(10, Math.ceil(Math.log10(top * 1.1)));
+  top = ceiling(top * 1.05);
+  const yOf = (rate) => margin + ((height - margin) * (top - rate)) / top;
   let parts = [];
   for (let i = 0; i <= 4; i++) {
-    const y = height - (height * i) / 4;
+    const y = yOf((top * i) / 4);
     parts.push(`<line x1="40" x2="${width}" y1="${y}" y2="${y}" stroke="#2a3440"/>` +
-               `<text x="0" y="${y + 4}">${Math.round((top * i) / 4)}</text>`);
+               `<text x="0" y="${y + 4}">${short(Math.round((top * i) / 4))}</text>`);
   }
   const legend = [];
   let index = 0;
@@ -83,7 +92,7 @@ function draw(doc) {
     const color = COLORS[index++ % COLORS.length];
     const path = points.map((p, i) => {
       const x = 40 + ((width - 40) * (WINDOW - (now - p.t))) / WINDOW;
-      const y = height - (height * p.rate) / top;
+      const y = yOf(p.rate);
       return (i ? "L" : "M") + x.toFixed(1) + "," + y.toFixed(1);
     }).join("");
     parts.push(`<path d="${path}" fill="none" stroke="${color}" stroke-width="2"/>`);

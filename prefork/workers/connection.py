@@ -19,6 +19,7 @@ import errno
 import os
 import tempfile
 from io import BytesIO
+from socket import IPPROTO_TCP as _IPPROTO_TCP, TCP_CORK as _TCP_CORK
 
 from prefork.http import CLOSED, Data, EndOfMessage, ProtocolError, Request, RequestParser
 from prefork.http import proxy_protocol
@@ -485,6 +486,10 @@ class HttpConnection(Stream):
         """
         self.file_job = [fd, offset, count, done]
         self.reactor.handlers[self.fd] = self._on_file_events
+        if type(self.peer) is tuple:  # TCP (a unix socket's peer is a path); sock.family costs an enum
+            # Corked, TCP sends only full segments: the head leaves with the file's first bytes,
+            # and the file in as few segments as the window allows, as nginx's tcp_nopush does.
+            self.sock.setsockopt(_IPPROTO_TCP, _TCP_CORK, 1)
         self._send_file()
 
     def _on_file_events(self, mask: int) -> None:
@@ -519,6 +524,8 @@ class HttpConnection(Stream):
             count -= sent
             self.sent_body += sent
         self.file_job = None
+        if type(self.peer) is tuple:
+            self.sock.setsockopt(_IPPROTO_TCP, _TCP_CORK, 0)  # the last partial segment goes now
         self.deadline.clear()
         self.reactor.handlers[self.fd] = self.on_events
         done()
