@@ -92,7 +92,12 @@ def test_health_turns_503_on_quit_for_the_connections_still_open(start_server):
         server.wait_for_log(r"graceful shutdown \(QUIT\)")
         sock.sendall(b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n")  # a load balancer's next check
         status_code, headers, body = read_response(sock)
-    assert (status_code, body, headers.get("connection")) == (503, b"draining\n", "close")
+        assert (status_code, body) == (503, b"draining\n")
+        # The master turned /health at once; the worker closes the connection when it has
+        # read its own QUIT: with this answer (Connection: close) or, if the check came just
+        # before, as an idle connection right after.
+        if headers.get("connection") != "close":
+            assert sock.recv(1) == b""
     assert server.proc.wait(10) == 0
 
 
