@@ -31,6 +31,7 @@ from .reactor import EPOLLIN, Reactor
 from .stats import ResponseStats
 
 log = logging.getLogger("prefork")
+_monotonic = time.monotonic
 
 EMFILE_LOG_INTERVAL = 60.0  # seconds between two "accept failed" log lines of one worker
 IDLE_GRACE = 0.5  # seconds a just-used idle connection may still bring a request after QUIT
@@ -67,6 +68,7 @@ class Worker:
         self.requests = 0
         self.started = time.monotonic()
         self.stats = ResponseStats()
+        self.count = self.stats.count  # bound once: called for every response
         self.queues = None  # the worker queues, if the handler starts them (for the status page)
         self.max_requests = -1
         if config.max_requests:
@@ -215,8 +217,8 @@ class Worker:
 
     def response_done(self, conn) -> None:
         """A response is complete (or cut short): count it, and log it when there is a log."""
-        duration = time.monotonic() - conn.head_started
-        self.stats.count(conn.status, conn.sent_body, duration)
+        duration = _monotonic() - conn.head_started
+        self.count(conn.status, conn.sent_body, duration)
         if self.access_log is not None:
             request = conn.request
             client = conn.client_and_scheme(request)[0] if request is not None else conn.client[0]
