@@ -552,16 +552,10 @@ class ProxyProtocolConnection(HttpConnection):
         if self.proxy_header is None:
             HttpConnection.on_events(self, mask)
             return
-        try:
-            data = self.sock.recv(_READ_SIZE)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            self.abort()
-            return
-        if not data:
-            self.abort()
-            return
+        Stream.on_readable(self)  # recv, then on_data() below, or on_eof(): the connection closes
+
+    def on_data(self, data: bytes) -> None:
+        """Bytes of the PROXY header, and perhaps of the first request after it."""
         data = self.proxy_header + data
         try:
             parsed = proxy_protocol.parse(data)
