@@ -490,6 +490,13 @@ Reproducible comparisons of prefork against nginx and against the Python servers
 instead. Numbers from a noisy 2-core machine: compare the **ratios within one run**, not absolute
 numbers across runs or machines.
 
+**Which figure is which.** Browsers, load balancers and API clients send a new target, cookie or
+request id on almost every request; wrk, left alone, repeats one head byte for byte, and prefork
+reuses the parse of a connection's last head when it comes again. So the figure that says what
+users get is the row **every head new** (a counter in the target and in a header field, the same
+Lua script for prefork and for nginx), given first in each section's headline; the repeated-head
+rows come second and are labelled as such.
+
 ## How to reproduce
 
     pip install -e . && apt-get install -y nginx-light wrk libev-dev
