@@ -7,17 +7,13 @@ import os
 import re
 import shutil
 import signal
-import subprocess
 
 import pytest
-from conftest import PREFORK, REPO, connect, read_response, wait_until
+from conftest import REPO, connect, read_response, wait_until
 from support.proxies import shared_directory
+from test_config import check
 
 APPS = str(REPO / "tests" / "apps")
-
-
-def check(*args) -> subprocess.CompletedProcess:
-    return subprocess.run(PREFORK + ["-t", *args], capture_output=True, text=True, timeout=60, cwd=REPO)
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="changing user needs root")

@@ -23,6 +23,7 @@ from socket import IPPROTO_TCP as _IPPROTO_TCP, TCP_CORK as _TCP_CORK
 
 from prefork.http import CLOSED, Data, EndOfMessage, ProtocolError, Request, RequestParser
 from prefork.http import proxy_protocol
+from prefork.http import framing
 from prefork.http.framing import frame_head
 from prefork.http import response as http
 from prefork.http.forwarded import client_and_scheme
@@ -30,13 +31,10 @@ from prefork.http.forwarded import client_and_scheme
 from .reactor import EPOLLIN, EPOLLOUT
 from .stream import _JOIN_LIMIT, _READ_SIZE, Stream
 
-_CLOSE = b"Connection: close\r\n"
-_CRLF = b"\r\n"
-_CLOSE_CRLF = _CLOSE + _CRLF
-# An HTTP/1.0 client keeps the connection only if the response says so (RFC 7230 A.1.2; ab -k
-# waits for the close otherwise); HTTP/1.1 persists by default and needs nothing.
-_KEEP_ALIVE = b"Connection: keep-alive\r\n"
-_KEEP_ALIVE_CRLF = _KEEP_ALIVE + _CRLF
+# The endings of a head that frame_head() would write, for respond()'s inlined copy of it.
+_CRLF = framing.CRLF
+_CLOSE_CRLF = framing.CLOSE + _CRLF
+_KEEP_ALIVE_CRLF = framing.KEEP_ALIVE + _CRLF
 _HTTP10 = b"1.0"
 _EPOLLOUT = EPOLLOUT
 _NOT_EPOLLOUT = ~EPOLLOUT
@@ -297,6 +295,11 @@ class HttpConnection(Stream):
                 return
         self.update_interest()
 
+    def all_read(self) -> bool:
+        """Every byte received has been parsed: a client that half-closed has nothing pipelined
+        left to answer (asked only once read_closed is true: off the common path)."""
+        return self.parser.pos == len(self.parser.buf)
+
     def idle(self) -> bool:
         return not self.busy and self.body is None and not self.parser.buffered and not self.out_len
 
@@ -352,8 +355,7 @@ class HttpConnection(Stream):
         """A whole response: `headers` are serialized lines (framing included), body the payload."""
         worker = self.worker
         # A client that half-closed still gets an answer to every request it pipelined first.
-        keep_alive = self.keep_alive and not worker.stopping and not (
-            self.read_closed and self.parser.pos == len(self.parser.buf))
+        keep_alive = self.keep_alive and not worker.stopping and not (self.read_closed and self.all_read())
         self.status = status
         if self.head_only:
             body = b""
@@ -387,8 +389,7 @@ class HttpConnection(Stream):
     def start(self, status: int, headers: bytes, length: int | None) -> None:
         """Begin a streamed response whose `headers` declare Content-Length `length`; None for a
         body of unknown length: chunked on HTTP/1.1, ended by closing the connection on HTTP/1.0."""
-        keep_alive = self.keep_alive and not self.worker.stopping and not (
-            self.read_closed and self.parser.pos == len(self.parser.buf))
+        keep_alive = self.keep_alive and not self.worker.stopping and not (self.read_closed and self.all_read())
         line, common = self.status_and_common(status)
         head, chunked, self.keep_alive = frame_head(line, common, headers, http10=self.request.version == _HTTP10,
                                                     keep_alive=keep_alive, length=length, status=status)
@@ -434,7 +435,7 @@ class HttpConnection(Stream):
         self.busy = False
         self.worker.response_done(self)  # before head_started moves on: it times the request
         self.head_started = self.reactor.now  # a pipelined request's head timeout starts now
-        if not keep_alive or self.read_closed and self.parser.pos == len(self.parser.buf):
+        if not keep_alive or self.read_closed and self.all_read():
             self.closing = True
 
     def reject(self, status: int) -> None:
