@@ -493,8 +493,8 @@ numbers across runs or machines.
 **Which figure is which.** Browsers, load balancers and API clients send a new target, cookie or
 request id on almost every request; wrk, left alone, repeats one head byte for byte, and prefork
 reuses the parse of a connection's last head when it comes again. So the figure that says what
-users get is the row **every head new** (a counter in the target and in a header field, the same
-Lua script for prefork and for nginx), given first in each section's headline; the repeated-head
+users get is the row **every head new** (a browser-like head of 9 fields with a new target and a
+new cookie on every request, `bench/unique_fields.lua`, the same Lua script for prefork and for its peers), given first in each section's headline; the repeated-head
 rows come second and are labelled as such.
 
 ## How to reproduce
@@ -503,6 +503,7 @@ rows come second and are labelled as such.
     python bench/core.py             # one worker vs nginx (3 rounds x 10 s, 3 to 6 min)
     python bench/peers.py            # WSGI/ASGI peers (installs bench/.venv-peers; 2 rounds x 10 s, 6 to 12 min)
     python bench/static.py           # static files, 10 KiB and 1 MiB, one worker vs nginx (3 rounds x 10 s, 3 to 5 min)
+    python bench/before_after.py --before REV   # the same workloads on an older revision and on this one
     pip install py-spy && python bench/hotspots.py   # where a worker spends its time under wrk
 
 Options: `--rounds N`, `--duration S`, `--quick` (1 round x 3 s, for trying the script), `--no-doc`
@@ -537,8 +538,8 @@ Options: `--rounds N`, `--duration S`, `--quick` (1 round x 3 s, for trying the 
   a connection's last head when it comes again byte for byte, and its field lines when only the
   request-line changed (docs/architecture.md). The headline rows profit from that; the rows
   "every request-line new" (`bench/unique_heads.lua`) and "every head new"
-  (`bench/unique_fields.lua`, a header field changes too, so nothing is reused and prefork parses
-  every head in full) load prefork and its peer the same way, so the cost without the reuse is
+  (`bench/unique_fields.lua`, a browser-like head of 9 fields whose cookie changes too, so nothing
+  is reused and prefork parses every head in full) load prefork and its peer the same way, so the cost without the reuse is
   measured too. wrk's Lua `request()` slows wrk itself, so compare those rows with each other.
 """
 
