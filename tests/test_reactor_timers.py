@@ -139,9 +139,14 @@ def test_cancelling_a_timer_that_fired_changes_nothing(reactor, clock):
 # -- Deadline ---------------------------------------------------------------------------------
 
 
-def test_a_deadline_fires_once_at_its_moment(reactor, clock):
+def recording_deadline(reactor: Reactor):
+    """A Deadline that records the loop's moment each time it fires: (deadline, those moments)."""
     fired = []
-    deadline = reactor.deadline(lambda: fired.append(reactor.now))
+    return reactor.deadline(lambda: fired.append(reactor.now)), fired
+
+
+def test_a_deadline_fires_once_at_its_moment(reactor, clock):
+    deadline, fired = recording_deadline(reactor)
     deadline.set(START + 2)
     turn(reactor, clock, 1.75)
     assert fired == []
@@ -154,8 +159,7 @@ def test_a_deadline_fires_once_at_its_moment(reactor, clock):
 
 def test_a_deadline_moved_later_keeps_one_heap_entry_and_fires_once_at_the_last_moment(reactor, clock):
     """set() runs on every request: moving the deadline later only stores the moment."""
-    fired = []
-    deadline = reactor.deadline(lambda: fired.append(reactor.now))
+    deadline, fired = recording_deadline(reactor)
     deadline.set(START + 1)
     for step in range(1, 1001):
         deadline.set(START + 1 + step / 4)
@@ -171,8 +175,7 @@ def test_a_deadline_moved_later_keeps_one_heap_entry_and_fires_once_at_the_last_
 
 
 def test_a_deadline_moved_earlier_fires_at_the_earlier_moment_and_its_old_entry_stays_quiet(reactor, clock):
-    fired = []
-    deadline = reactor.deadline(lambda: fired.append(reactor.now))
+    deadline, fired = recording_deadline(reactor)
     deadline.set(START + 5)
     deadline.set(START + 2)
     assert len(reactor.timers) == 2
@@ -183,8 +186,7 @@ def test_a_deadline_moved_earlier_fires_at_the_earlier_moment_and_its_old_entry_
 
 
 def test_a_deadline_moved_earlier_then_later_fires_at_the_last_moment_only(reactor, clock):
-    fired = []
-    deadline = reactor.deadline(lambda: fired.append(reactor.now))
+    deadline, fired = recording_deadline(reactor)
     deadline.set(START + 5)
     deadline.set(START + 2)
     deadline.set(START + 4)
@@ -194,8 +196,7 @@ def test_a_deadline_moved_earlier_then_later_fires_at_the_last_moment_only(react
 
 
 def test_stale_entries_due_in_the_same_turn_fire_a_deadline_once(reactor, clock):
-    fired = []
-    deadline = reactor.deadline(lambda: fired.append(reactor.now))
+    deadline, fired = recording_deadline(reactor)
     deadline.set(START + 3)
     deadline.set(START + 1)
     deadline.set(START + 2)
@@ -204,8 +205,7 @@ def test_stale_entries_due_in_the_same_turn_fire_a_deadline_once(reactor, clock)
 
 
 def test_a_cleared_deadline_never_fires_and_can_be_set_again(reactor, clock):
-    fired = []
-    deadline = reactor.deadline(lambda: fired.append(reactor.now))
+    deadline, fired = recording_deadline(reactor)
     deadline.set(START + 1)
     deadline.clear()
     turn(reactor, clock, 5)
@@ -220,8 +220,7 @@ def test_a_cleared_deadline_never_fires_and_can_be_set_again(reactor, clock):
 
 
 def test_setting_no_moment_is_clearing(reactor, clock):
-    fired = []
-    deadline = reactor.deadline(lambda: fired.append(reactor.now))
+    deadline, fired = recording_deadline(reactor)
     deadline.set(START + 1)
     deadline.set(0.0)
     turn(reactor, clock, 5)
