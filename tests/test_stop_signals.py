@@ -9,10 +9,12 @@ import time
 
 import pytest
 
-from conftest import REPO, read_response, wait_until
-from test_master import alive, server_socket_owner, wait_workers
+from support.client import read_response
+from support.descriptors import connection_owner
+from support.paths import APPS
+from support.polling import wait_until
+from support.processes import alive, wait_workers
 
-APPS = str(REPO / "tests" / "apps")
 pytestmark = pytest.mark.timeout(40)
 
 
@@ -24,7 +26,7 @@ def slow_request(port: int, ms: int) -> socket.socket:
 
 def accepted(sock: socket.socket, server, worker: int) -> None:
     """The worker holds the connection: its request is read now or at the drain's first look."""
-    wait_until(lambda: server_socket_owner(sock, server.port, [worker]), 5, message="the worker to accept")
+    wait_until(lambda: connection_owner(sock, server.port, [worker]), 5, message="the worker to accept")
 
 
 @pytest.mark.slow
