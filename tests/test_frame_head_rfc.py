@@ -89,13 +89,7 @@ ROWS = {
     # 1xx: interim, not framed (the final response comes after it)
     "1.1-100": Row(NO_BODY, False, True, None, 100, None, False, True),
     "1.1-103": Row(NO_BODY, False, True, None, 103, None, False, True),
-    "1.1-100-before-a-closing-final-response": pytest.param(
-        Row(INTERIM, False, False, None, 100, None, False, False),
-        marks=pytest.mark.xfail(strict=True, reason=(
-            "frame_head() writes 'Connection: close' in a 1xx head when keep_alive is False; RFC 9112 9.3/9.6 "
-            "put 'close' on the final response only (a server that sends it must close after that response, "
-            "before the final one). No caller frames a 1xx today: the WSGI layer refuses 1xx statuses and 100 "
-            "Continue is a constant"))),
+    "1.1-100-before-a-closing-final-response": Row(INTERIM, False, False, None, 100, None, False, False),
 }
 
 
@@ -137,6 +131,9 @@ def test_what_holds_for_every_response(http10, keep_alive, length, status):
         assert not persists, CLOSE
     if persists:
         assert length is not None or chunked or no_body, SELF_DELIMITED
+    if status < 200:
+        assert connection == [], INTERIM
+    elif persists:
         assert connection == ([b"keep-alive"] if http10 else []), PERSIST_10 if http10 else PERSIST_11
-    elif status >= 200:
+    else:
         assert connection == [b"close"], CLOSE
