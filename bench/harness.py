@@ -19,6 +19,7 @@ import re
 import resource
 import signal
 import socket
+import ssl
 import statistics
 import subprocess
 import sys
@@ -158,6 +159,7 @@ class ServerSpec:
     setup: object = None  # optional callable(port, workdir) -> argv, for servers needing a config file
     script: str = ""  # optional wrk Lua script (e.g. bench/unique_heads.lua)
     expect: bytes = b"Hello, World!"  # how the body of a good answer ends (checked before measuring)
+    scheme: str = "http"  # or "https" (the readiness check then speaks TLS, without verifying)
 
     def command_line(self, port: int | str = "PORT") -> str:
         return " ".join(str(a) for a in self.argv).replace("{port}", str(port))
@@ -205,7 +207,12 @@ class RunningServer:
             if self.proc.poll() is not None:
                 break
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as raw:
+                    sock = raw
+                    if self.spec.scheme == "https":
+                        context = ssl.create_default_context()
+                        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+                        sock = context.wrap_socket(raw)
                     sock.sendall(request)
                     answer = _read_response(sock)
             except OSError:
@@ -287,7 +294,7 @@ def measure(spec: ServerSpec, workdir: Path, duration: float, warmup: float) -> 
     server = RunningServer(spec, workdir)
     try:
         server.wait_ready()
-        url = f"http://127.0.0.1:{server.port}{spec.path}"
+        url = f"{spec.scheme}://127.0.0.1:{server.port}{spec.path}"
         if warmup > 0:
             run_wrk(url, warmup, script=spec.script)
         children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -544,7 +551,7 @@ Options: `--rounds N`, `--duration S`, `--quick` (1 round x 3 s, for trying the 
 """
 
 
-SECTIONS = ("core", "peers", "static", "amplification", "before-after")  # the order of the sections in docs/benchmarks.md
+SECTIONS = ("core", "peers", "static", "tls", "amplification", "before-after")  # the order of the sections in docs/benchmarks.md
 
 
 def publish(section: str, text: str, write_doc: bool) -> None:
