@@ -125,6 +125,14 @@ def server(start_server):
     return start_server("-w", "1", "-b", "127.0.0.1:0")
 
 
+@pytest.fixture(scope="session")
+def certificates(tmp_path_factory):
+    """A test CA and certificates signed by it (tests/support/tls.py); copy them to change them."""
+    from support.tls import make_certificates
+
+    return make_certificates(tmp_path_factory.mktemp("certificates"))
+
+
 def connect(port: int, host: str = "127.0.0.1", timeout: float = 10.0) -> socket.socket:
     sock = socket.create_connection((host, port), timeout=timeout)
     return sock

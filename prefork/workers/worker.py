@@ -41,15 +41,17 @@ WORKER_SIGNALS = (signal.SIGQUIT, signal.SIGTERM, signal.SIGINT, signal.SIGUSR1,
 
 class Worker:
     def __init__(self, config, sockets, slot: int = 0, generation: int = 0, board=None, handler=None,
-                 handlers=None):
-        """sockets: (socket, protocol, shared) triples; protocol "http", "status" or "echo";
-        shared means every worker has it (EPOLLEXCLUSIVE).
+                 handlers=None, tls_context=None):
+        """sockets: (socket, protocol, shared) triples; protocol "http", "https", "status" or
+        "echo"; shared means every worker has it (EPOLLEXCLUSIVE). tls_context: the
+        ssl.SSLContext of the "https" sockets, built by the master (prefork/tls.py).
 
         The worker is handed what answers requests; it imports no app itself. handler: one
         function for every HTTP listener (tests), or handlers: a function of this worker that
         returns {"http": handler, "status": handler} (prefork/apps/hosting.py), called once the
         worker is built, since handlers read its figures."""
         self.config = config
+        self.tls_context = tls_context
         self.slot = slot
         self.generation = generation
         self.board = board  # the master's scoreboard slot, or None when run alone
