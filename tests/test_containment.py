@@ -80,16 +80,18 @@ def _boom(conn):
     raise RuntimeError("a bug in the glue between the handler and its connection")
 
 
-def _handler(conn, request, body):
+def _handler(exchange):
+    conn = exchange.conn  # the glue's bug is the connection's to contain
     reactor = conn.reactor
-    if request.target == b"/raise-later":  # as a completion from a handler thread arrives
+    target = exchange.request.target
+    if target == b"/raise-later":  # as a completion from a handler thread arrives
         reactor.call_soon_threadsafe(types.MethodType(_boom, conn))
-    elif request.target == b"/raise-in-timer":
+    elif target == b"/raise-in-timer":
         reactor.call_later(0, types.MethodType(_boom, conn))
-    elif request.target == b"/slow":  # answered a little later, while another one crashes
-        reactor.call_later(0.3, lambda: conn.respond_later(200, b"Content-Length: 4\r\n", b"slow"))
+    elif target == b"/slow":  # answered a little later, while another one crashes
+        reactor.call_later(0.3, lambda: exchange.respond(200, b"Content-Length: 4\r\n", b"slow"))
     else:
-        conn.respond(200, b"Content-Length: 2\r\n", b"ok")
+        exchange.respond(200, b"Content-Length: 2\r\n", b"ok")
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ import socket
 import tempfile
 
 from prefork import config as configuration
-from prefork.workers.connection import HttpConnection
 from prefork.workers.reactor import EPOLLIN, EPOLLOUT
 from prefork.workers.worker import Worker
 
@@ -21,24 +20,24 @@ def test_interest_is_epollout_only_while_a_file_is_sent_with_input_pending():
         size = os.fstat(body.fileno()).st_size
         done = []
 
-        def handler(conn, request, _body):
-            conn.start(200, b"Content-Length: %d\r\n" % (size + 256 * 1024), size + 256 * 1024)
-            conn.send(b"s" * (256 * 1024))  # more than the socket takes: output stays queued
-            conn.send_file(body.fileno(), 0, size, lambda: done.append(True))
+        def handler(exchange):
+            exchange.start(200, b"Content-Length: %d\r\n" % (size + 256 * 1024), size + 256 * 1024)
+            exchange.send(b"s" * (256 * 1024))  # more than the socket takes: output stays queued
+            exchange.send_file(body.fileno(), 0, size, lambda: done.append(True))
 
         worker = Worker(configuration.load(None, {}), [], handler=handler)
         server, client = socket.socketpair()
-        server.setblocking(False)
         server.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
-        conn = HttpConnection(worker, server, ("127.0.0.1", 1))
+        conn = worker.adopt(server, ("127.0.0.1", 1))
+        transport = conn.transport
         client.sendall(b"GET /a HTTP/1.1\r\nHost: t\r\n\r\nGET /b HTTP/1.1\r\nHost: t\r\n\r\n")
-        conn.on_events(EPOLLIN)
-        assert conn.file_job is not None and not done  # the file is on its way, /b is waiting
+        transport.on_events(EPOLLIN)
+        assert transport.file_job is not None and not done  # the file is on its way, /b is waiting
         assert conn.parser.buffered  # pipelined input pending
-        assert conn.interest == EPOLLOUT
-        # The next events go to the file's handler; the interest stays EPOLLOUT only.
+        assert transport.interest == EPOLLOUT
+        # The next events go on sending the file; the interest stays EPOLLOUT only.
         client.recv(1 << 20)
         worker.reactor.handlers[conn.fd](EPOLLOUT)
-        assert conn.interest == EPOLLOUT or done
+        assert transport.interest == EPOLLOUT or done
         client.close()
         conn.abort()

@@ -9,7 +9,6 @@ import pytest
 
 from prefork import config as configuration
 from prefork.http.framing import frame_head
-from prefork.workers.connection import HttpConnection
 from prefork.workers.reactor import EPOLLIN
 from prefork.workers.worker import Worker
 
@@ -49,22 +48,23 @@ def test_respond_frames_as_frame_head_does(version, ask, stopping):
     """respond() inlines frame_head() for a whole response: the same head, the same decision."""
     heads = []
 
-    def handler(conn, request, body):
-        conn.respond(200, HEADERS + b"Content-Length: 2\r\n", b"ok")
+    def handler(exchange):
+        exchange.respond(200, HEADERS + b"Content-Length: 2\r\n", b"ok")
 
     worker = Worker(configuration.load(None, {}), [], handler=handler)
     worker.stopping = stopping
     server, client = socket.socketpair()
-    server.setblocking(False)
-    conn = HttpConnection(worker, server, ("127.0.0.1", 1))
+    conn = worker.adopt(server, ("127.0.0.1", 1))
     client.sendall(b"GET / HTTP/" + version + b"\r\nHost: t\r\n" + ask + b"\r\n")
-    conn.on_events(EPOLLIN)
+    conn.transport.on_events(EPOLLIN)
     sent = client.recv(65536)
     head = sent[:sent.index(b"\r\n\r\n") + 4]
     expected, _, persists = frame_head(b"HTTP/1.1 200 OK\r\n", worker.common_headers,
                                        HEADERS + b"Content-Length: 2\r\n", http10=version == b"1.0",
                                        keep_alive=conn.request.keep_alive and not stopping, length=2)
     assert head == expected
-    assert conn.closing or conn.lingering or conn.closed if not persists else not (conn.closing or conn.closed)
+    transport = conn.transport
+    assert (transport.closing or transport.lingering or transport.closed if not persists
+            else not (transport.closing or transport.closed))
     client.close()
     conn.abort()

@@ -48,3 +48,39 @@ def test_the_configuration_and_what_it_checks_with_import_nothing_of_the_process
         for module, names in imports(where).items():
             bad = {n for n in names if n.startswith(("prefork.master", "prefork.workers"))}
             assert not bad, (module, bad)
+
+
+# What the connection keeps to itself: handlers get an Exchange and go through its methods.
+EXCHANGE_API = {"respond", "start", "send", "end", "fail", "send_file", "on_abort", "when_writable", "writable",
+                "closed", "high_water", "peer", "client", "trusted", "secure", "connection_id", "loop_time",
+                "local_address", "client_and_scheme", "request", "body", "head_only", "head_style"}
+
+
+def test_nothing_outside_workers_touches_connection_internals():
+    """Outside prefork/workers/, no code imports the connection or the transport, reads an
+    attribute the connection keeps to itself, or uses of an exchange anything but its API.
+    (The IO-model lab's servers are its own, with their own sockets: not checked.)"""
+    for path in sorted(PACKAGE.rglob("*.py")):
+        relative = path.relative_to(PACKAGE)
+        if relative.parts[0] in ("workers", "lab"):
+            continue
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                assert node.module not in ("prefork.workers.connection", "prefork.workers.transport",
+                                           "prefork.workers.exchange"), (str(relative), node.module)
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+                if node.value.id == "exchange":
+                    assert node.attr in EXCHANGE_API, (str(relative), node.lineno, node.attr)
+                elif node.value.id in ("conn", "connection"):
+                    raise AssertionError(f"{relative}:{node.lineno}: handlers see an exchange, not {node.value.id}")
+            if isinstance(node, ast.Attribute) and node.attr in ("transport", "dispatching", "respond_later"):
+                raise AssertionError(f"{relative}:{node.lineno}: .{node.attr} belongs to the connection")
+
+
+def test_the_exchange_offers_what_handlers_use():
+    """The API the test above allows is the Exchange's own (no name in it is missing)."""
+    from prefork.workers.exchange import Exchange
+
+    offered = set(Exchange.__slots__) | {name for name in vars(Exchange) if not name.startswith("_")}
+    assert EXCHANGE_API <= offered, EXCHANGE_API - offered

@@ -120,7 +120,7 @@ class EnvironBuilder:
     """
 
     def __init__(self, config, multithread: bool):
-        # conn.fd -> (request, environ, or None when seen once): one entry per descriptor, so
+        # connection id -> (request, environ, or None when seen once): one entry per descriptor, so
         # bounded by the open-file limit. A Request comes from one connection's parser only,
         # and the entry keeps it alive, so `is` on it is a safe test.
         self.repeats: dict = {}
@@ -140,8 +140,10 @@ class EnvironBuilder:
             "wsgi.file_wrapper": FileWrapper,
         }
 
-    def build(self, conn, request, body) -> dict:
-        fd = conn.fd
+    def build(self, exchange) -> dict:
+        request = exchange.request
+        body = exchange.body
+        fd = exchange.connection_id
         seen = self.repeats.get(fd)
         if seen is not None and seen[0] is request:
             environ = seen[1]
@@ -149,14 +151,14 @@ class EnvironBuilder:
                 environ = environ.copy()
                 environ["wsgi.input"] = body
                 return environ
-            environ = self._build(conn, request, body)
+            environ = self._build(exchange, request, body)
             self.repeats[fd] = (request, environ.copy())
             return environ
         if not request.has_body:  # only bodiless heads are ever repeated by the parser
             self.repeats[fd] = (request, None)
-        return self._build(conn, request, body)
+        return self._build(exchange, request, body)
 
-    def _build(self, conn, request, body) -> dict:
+    def _build(self, exchange, request, body) -> dict:
         environ = self.template.copy()
         target = request.target
         path, _, query = target.partition(b"?")
@@ -167,7 +169,7 @@ class EnvironBuilder:
         environ["QUERY_STRING"] = query.decode("latin-1")
         environ["RAW_URI"] = target.decode("latin-1")
         environ["SERVER_PROTOCOL"] = _PROTOCOLS[request.version]
-        client = conn.client
+        client = exchange.client
         environ["REMOTE_ADDR"] = client[0]
         environ["REMOTE_PORT"] = str(client[1]) if client[0] else ""
         environ["wsgi.input"] = body
@@ -182,16 +184,21 @@ class EnvironBuilder:
                 environ[key] += ("; " if key == "HTTP_COOKIE" else ", ") + value.decode("latin-1")
             else:
                 environ[key] = value.decode("latin-1")
+        secure = exchange.secure
+        if secure:
+            environ["wsgi.url_scheme"] = "https"
         host = environ.get("HTTP_HOST")
         if host:
             environ["SERVER_NAME"], environ["SERVER_PORT"] = _HOSTS.get(host) or _split_host(host)
+            if secure and environ["SERVER_PORT"] == "80" and ":" not in host:
+                environ["SERVER_PORT"] = "443"  # a Host without a port names the scheme's default
         else:
-            local = conn.sock.getsockname()
+            local = exchange.local_address()
             environ["SERVER_NAME"], environ["SERVER_PORT"] = (
-                (str(local[0]), str(local[1])) if isinstance(local, tuple) else ("localhost", "80"))
-        if conn.trusted and ("HTTP_X_FORWARDED_FOR" in environ or "HTTP_X_FORWARDED_PROTO" in environ
+                (str(local[0]), str(local[1])) if isinstance(local, tuple) else ("localhost", "443" if secure else "80"))
+        if exchange.trusted and ("HTTP_X_FORWARDED_FOR" in environ or "HTTP_X_FORWARDED_PROTO" in environ
                              or "HTTP_FORWARDED" in environ):
-            self._forwarded(conn, request, environ)
+            self._forwarded(exchange, environ)
         if request.chunked:
             body.seek(0, os.SEEK_END)
             environ["CONTENT_LENGTH"] = str(body.tell())  # the whole body is read: its length is known
@@ -199,9 +206,9 @@ class EnvironBuilder:
         return environ
 
     @staticmethod
-    def _forwarded(conn, request, environ) -> None:
+    def _forwarded(exchange, environ) -> None:
         """From a trusted proxy: the client it names, and the scheme the client used."""
-        client, scheme = conn.client_and_scheme(request)
+        client, scheme = exchange.client_and_scheme()
         if client != environ["REMOTE_ADDR"]:
             environ["REMOTE_ADDR"] = client
             environ["REMOTE_PORT"] = ""  # the proxy's headers do not say the client's port

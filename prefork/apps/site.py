@@ -68,7 +68,7 @@ and forks one worker per CPU; each worker runs its own epoll Reactor.</p>
 
 
 class Site:
-    """Routes of the built-in site; `handle(conn, request, body)` is the worker's request handler."""
+    """Routes of the built-in site; `handle(exchange, request, body)` is the worker's request handler."""
 
     def __init__(self, worker):
         self.worker = worker
@@ -91,7 +91,8 @@ class Site:
                 self.routes.setdefault(mount.prefix[:-1], mount.handle)
         # -- end of static files
 
-    def handle(self, conn, request, body) -> None:
+    def handle(self, exchange) -> None:
+        request = exchange.request
         target = request.target
         route = self.routes.get(target)
         if route is None:
@@ -103,54 +104,54 @@ class Site:
                     if path.startswith(mount.prefix):
                         route = mount.handle
                         break
-        route(conn, request, body)
+        route(exchange, request, exchange.body)
 
     @staticmethod
-    def plaintext(conn, request, body) -> None:
+    def plaintext(exchange, request, body) -> None:
         if request.method in _SAFE_METHODS:
-            conn.respond(200, _PLAIN, _HELLO)
+            exchange.respond(200, _PLAIN, _HELLO)
         else:
-            method_not_allowed(conn)
+            method_not_allowed(exchange)
 
     @staticmethod
-    def json(conn, request, body) -> None:
+    def json(exchange, request, body) -> None:
         if request.method in _SAFE_METHODS:
             payload = orjson.dumps({"message": "Hello, World!"})
-            conn.respond(200, _JSON % len(payload), payload)
+            exchange.respond(200, _JSON % len(payload), payload)
         else:
-            method_not_allowed(conn)
+            method_not_allowed(exchange)
 
     @staticmethod
-    def echo(conn, request, body) -> None:
+    def echo(exchange, request, body) -> None:
         content_type = request.header(b"content-type", b"application/octet-stream")
         lines = b"Content-Type: " + content_type + b"\r\n"
         if isinstance(body, BytesIO) or not hasattr(body, "fileno"):
             data = body.read()  # small: it is in memory already
-            conn.respond(200, lines + b"Content-Length: %d\r\n" % len(data), data)
+            exchange.respond(200, lines + b"Content-Length: %d\r\n" % len(data), data)
             return
         # A body spooled to a file goes back from the file with sendfile: a large upload is
         # never read into memory, and a client that does not read holds only socket buffers.
         length = body.seek(0, os.SEEK_END)
-        conn.start(200, lines + b"Content-Length: %d\r\n" % length, length)
-        if conn.head_only or not length:
+        exchange.start(200, lines + b"Content-Length: %d\r\n" % length, length)
+        if exchange.head_only or not length:
             body.close()
-            conn.end()
+            exchange.end()
             return
 
         def sent() -> None:
-            conn.on_abort = None
+            exchange.on_abort(None)
             body.close()
-            conn.end()
+            exchange.end()
 
-        conn.on_abort = body.close
-        conn.send_file(body.fileno(), 0, length, sent)
+        exchange.on_abort(body.close)
+        exchange.send_file(body.fileno(), 0, length, sent)
 
-    def home(self, conn, request, body) -> None:
+    def home(self, exchange, request, body) -> None:
         if request.method in _SAFE_METHODS:
             page = self.home_page()
-            conn.respond(200, _HTML % len(page), page)
+            exchange.respond(200, _HTML % len(page), page)
         else:
-            method_not_allowed(conn)
+            method_not_allowed(exchange)
 
     def home_page(self) -> bytes:
         """What is running, and a link to every route."""
@@ -163,30 +164,30 @@ class Site:
             listeners=escape(", ".join(config.bind)), uptime=f"{master['uptime']:.0f} s", slot=worker.slot,
             generation=worker.generation, pid=os.getpid(), static=static).encode()
 
-    def sleep(self, conn, request, body) -> None:
-        ms = milliseconds(conn, request)
+    def sleep(self, exchange, request, body) -> None:
+        ms = milliseconds(exchange, request)
         if ms is not None:
-            self._on_thread(conn, _sleep, ms)
+            self._on_thread(exchange, _sleep, ms)
 
-    def cpu(self, conn, request, body) -> None:
-        ms = milliseconds(conn, request)
+    def cpu(self, exchange, request, body) -> None:
+        ms = milliseconds(exchange, request)
         if ms is None:
             return
         if self.config.effective_dispatch == "threads":
-            self._on_thread(conn, _burn, ms)
+            self._on_thread(exchange, _burn, ms)
         else:
-            conn.respond(*_burn(ms))
+            exchange.respond(*_burn(ms))
 
-    def _on_thread(self, conn, work, ms: int) -> None:
+    def _on_thread(self, exchange, work, ms: int) -> None:
         if self.queues is None:
             from prefork.workers.proactor import WorkerQueues
 
-            self.queues = WorkerQueues(conn.worker, self.config.threads)
-        self.queues.submit(conn, _completion, conn, work, ms)
+            self.queues = WorkerQueues(self.worker, self.config.threads)
+        self.queues.submit(exchange, _completion, exchange, work, ms)
 
     @staticmethod
-    def not_found(conn, request, body) -> None:
-        conn.respond(404, _TEXT % 10, b"Not Found\n")
+    def not_found(exchange, request, body) -> None:
+        exchange.respond(404, _TEXT % 10, b"Not Found\n")
 
 
 def static_mounts(config) -> list:
@@ -202,14 +203,14 @@ def static_mounts(config) -> list:
     return sorted(mounts, key=lambda mount: len(mount.prefix), reverse=True)
 
 
-def method_not_allowed(conn) -> None:
-    conn.respond(405, b"Allow: GET, HEAD\r\n" + _TEXT % 19, b"Method Not Allowed\n")
+def method_not_allowed(exchange) -> None:
+    exchange.respond(405, b"Allow: GET, HEAD\r\n" + _TEXT % 19, b"Method Not Allowed\n")
 
 
 MAX_MS = 10_000  # /sleep and /cpu refuse longer: a demo route must not hold a worker for long
 
 
-def milliseconds(conn, request) -> int | None:
+def milliseconds(exchange, request) -> int | None:
     """The ms=N query parameter, or None after answering 400 for a missing or bad value."""
     query = request.target.partition(b"?")[2].decode("latin-1")
     values = parse_qs(query).get("ms", ["0"])
@@ -220,7 +221,7 @@ def milliseconds(conn, request) -> int | None:
     if 0 <= ms <= MAX_MS:
         return ms
     text = b"ms must be an integer from 0 to %d\n" % MAX_MS
-    conn.respond(400, _TEXT % len(text), text)
+    exchange.respond(400, _TEXT % len(text), text)
     return None
 
 
@@ -239,6 +240,6 @@ def _burn(ms: int):
     return 200, _TEXT % len(text), text
 
 
-def _completion(conn, work, ms):
+def _completion(exchange, work, ms):
     """On a handler thread: do the work, and answer from the Reactor thread."""
-    return conn.respond_later, work(ms)
+    return exchange.respond, work(ms)

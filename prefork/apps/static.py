@@ -85,7 +85,7 @@ class File:
 
 
 class StaticFiles:
-    """One mount: `handle(conn, request, body)` answers for the files under `root` at `prefix`."""
+    """One mount: `handle(exchange, request, body)` answers for the files under `root` at `prefix`."""
 
     def __init__(self, root: str, prefix: bytes = PREFIX, key: str = "static_root"):
         real = os.path.realpath(root)
@@ -103,9 +103,9 @@ class StaticFiles:
             log.error("%s %r (%s) is not a directory: every request under %s answers 404",
                       key, root, real, prefix.decode("latin-1"))
 
-    def handle(self, conn, request, body) -> None:
+    def handle(self, exchange, request, body) -> None:
         if request.method not in _METHODS:
-            conn.respond(405, b"Allow: GET, HEAD\r\n" + _TEXT % 19, b"Method Not Allowed\n")
+            exchange.respond(405, b"Allow: GET, HEAD\r\n" + _TEXT % 19, b"Method Not Allowed\n")
             return
         path = request.target.partition(b"?")[0]
         known = self.cache.get(path)
@@ -113,18 +113,18 @@ class StaticFiles:
             if known.body is not None:
                 # One stat per turn of the event loop: the requests answered in one turn arrived
                 # together, and all see the file as it was when the turn began.
-                now = conn.reactor.now
+                now = exchange.loop_time
                 if known.checked == now or self.unchanged(known):
                     known.checked = now
-                    self.answer(conn, request, known, None)
+                    self.answer(exchange, request, known, None)
                     return
             else:
                 fd = self.reopen(known)
                 if fd is not None:
-                    self.answer(conn, request, known, fd)
+                    self.answer(exchange, request, known, fd)
                     return
             self.forget(path)
-        self.look_up(conn, request, path)
+        self.look_up(exchange, request, path)
 
     @staticmethod
     def unchanged(known: File) -> bool:
@@ -149,11 +149,11 @@ class StaticFiles:
         self.keep_in_memory(known, fd, info)
         return fd
 
-    def look_up(self, conn, request, path: bytes) -> None:
+    def look_up(self, exchange, request, path: bytes) -> None:
         """The long way: resolve the path, open and check what it names, remember it if a file."""
         found = self.resolve(path)
         if found is None:
-            not_found(conn)
+            not_found(exchange)
             return
         real, name, slash = found
         try:
@@ -161,9 +161,9 @@ class StaticFiles:
         except OSError as exc:
             if exc.errno in (errno.EMFILE, errno.ENFILE):
                 log.error("cannot open %r: %s", real, exc.strerror)
-                conn.respond(503, _TEXT % 20, b"Service Unavailable\n")
+                exchange.respond(503, _TEXT % 20, b"Service Unavailable\n")
             else:
-                not_found(conn)  # missing, a directory component, a symlink swapped in, no permission
+                not_found(exchange)  # missing, a directory component, a symlink swapped in, no permission
             return
         try:
             info = os.fstat(fd)
@@ -172,18 +172,18 @@ class StaticFiles:
             raise
         if stat.S_ISDIR(info.st_mode) and not slash:
             os.close(fd)
-            redirect_to_slash(conn, request.target)
+            redirect_to_slash(exchange, request.target)
             return
         if not stat.S_ISREG(info.st_mode):
             os.close(fd)
-            not_found(conn)  # a device, a FIFO, or a directory URL whose index is not a file
+            not_found(exchange)  # a device, a FIFO, or a directory URL whose index is not a file
             return
         found = File(real, info, self.content_type(name))
         self.remember(path, found)
         self.keep_in_memory(found, fd, info)
-        self.answer(conn, request, found, fd)
+        self.answer(exchange, request, found, fd)
 
-    def answer(self, conn, request, found: File, fd: int | None) -> None:
+    def answer(self, exchange, request, found: File, fd: int | None) -> None:
         """Send found: from memory when its body is kept (fd, if any, is closed at once), else
         from fd, which is closed once sent."""
         body = found.body
@@ -194,20 +194,20 @@ class StaticFiles:
                 break
         else:  # the common case: the whole file
             if body is not None:
-                conn.respond(200, found.whole_head, body)
+                exchange.respond(200, found.whole_head, body)
             else:
-                send(conn, fd, 200, found.head, 0, found.size)
+                send(exchange, fd, 200, found.head, 0, found.size)
             return
         answer = plan(request, found)
         if len(answer) == 3:
             if body is None:
                 os.close(fd)
-            conn.respond(*answer)
+            exchange.respond(*answer)
         elif body is not None:
             status, lines, offset, count = answer
-            conn.respond(status, lines + b"Content-Length: %d\r\n" % count, body[offset:offset + count])
+            exchange.respond(status, lines + b"Content-Length: %d\r\n" % count, body[offset:offset + count])
         else:
-            send(conn, fd, *answer)
+            send(exchange, fd, *answer)
 
     def remember(self, path: bytes, found: File) -> None:
         cache = self.cache
@@ -297,32 +297,32 @@ def plan(request, found: File):
     return 200, lines, 0, size
 
 
-def send(conn, fd: int, status: int, lines: bytes, offset: int, count: int) -> None:
+def send(exchange, fd: int, status: int, lines: bytes, offset: int, count: int) -> None:
     """The head, then count bytes of fd from offset with os.sendfile; fd is closed when done or aborted."""
-    conn.start(status, lines + b"Content-Length: %d\r\n" % count, count)
-    if conn.head_only or not count:
+    exchange.start(status, lines + b"Content-Length: %d\r\n" % count, count)
+    if exchange.head_only or not count:
         os.close(fd)
-        conn.end()
+        exchange.end()
         return
 
     def sent() -> None:
-        conn.on_abort = None
+        exchange.on_abort(None)
         os.close(fd)
-        conn.end()
+        exchange.end()
 
-    conn.on_abort = lambda: os.close(fd)  # the connection closed before the file was sent
-    conn.send_file(fd, offset, count, sent)
+    exchange.on_abort(lambda: os.close(fd))  # the connection closed before the file was sent
+    exchange.send_file(fd, offset, count, sent)
 
 
-def redirect_to_slash(conn, target: bytes) -> None:
+def redirect_to_slash(exchange, target: bytes) -> None:
     """301 to the directory's URL with its slash, as the client spelt it, query string kept."""
     path, question, query = target.partition(b"?")
     location = path + b"/" + question + query
-    conn.respond(301, b"Location: " + location + b"\r\n" + _TEXT % len(_MOVED), _MOVED)
+    exchange.respond(301, b"Location: " + location + b"\r\n" + _TEXT % len(_MOVED), _MOVED)
 
 
-def not_found(conn) -> None:
-    conn.respond(404, _TEXT % len(_NOT_FOUND), _NOT_FOUND)
+def not_found(exchange) -> None:
+    exchange.respond(404, _TEXT % len(_NOT_FOUND), _NOT_FOUND)
 
 
 def not_modified(request, etag: bytes, mtime: int) -> bool:

@@ -31,7 +31,7 @@ RESPONSE_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
 
 
 class Status:
-    """The status routes of one worker; `routes` maps a path to a handler(conn, request, body)."""
+    """The status routes of one worker; `routes` maps a path to a handler(exchange, request, body)."""
 
     def __init__(self, worker):
         self.worker = worker
@@ -43,13 +43,14 @@ class Status:
             b"/health": self.health,
         }
 
-    def handle(self, conn, request, body) -> None:
+    def handle(self, exchange) -> None:
         """The handler of a status listener: these routes, 404 for anything else."""
+        request = exchange.request
         route = self.routes.get(request.target.partition(b"?")[0])
         if route is None:
-            conn.respond(404, _TEXT % 10, b"Not Found\n")
+            exchange.respond(404, _TEXT % 10, b"Not Found\n")
         else:
-            route(conn, request, body)
+            route(exchange, request, exchange.body)
 
     # -- the figures ------------------------------------------------------------------------------
 
@@ -93,24 +94,24 @@ class Status:
 
     # -- the routes -----------------------------------------------------------------------------
 
-    def status(self, conn, request, body) -> None:
+    def status(self, exchange, request, body) -> None:
         payload = orjson.dumps(self.document(), option=orjson.OPT_INDENT_2) + b"\n"
-        conn.respond(200, _JSON % len(payload), payload)
+        exchange.respond(200, _JSON % len(payload), payload)
 
-    def page(self, conn, request, body) -> None:
-        conn.respond(200, _HTML % len(STATUS_HTML), STATUS_HTML)
+    def page(self, exchange, request, body) -> None:
+        exchange.respond(200, _HTML % len(STATUS_HTML), STATUS_HTML)
 
-    def metrics(self, conn, request, body) -> None:
+    def metrics(self, exchange, request, body) -> None:
         payload = prometheus(self.document()).encode()
-        conn.respond(200, _METRICS % len(payload), payload)
+        exchange.respond(200, _METRICS % len(payload), payload)
 
-    def health(self, conn, request, body) -> None:
+    def health(self, exchange, request, body) -> None:
         """200 while serving; 503 from the moment a graceful stop or a drain begins, so that a
         load balancer stops sending before the listeners close."""
         if self.draining():
-            conn.respond(503, _TEXT % 9, b"draining\n")
+            exchange.respond(503, _TEXT % 9, b"draining\n")
         else:
-            conn.respond(200, _TEXT % 3, b"ok\n")
+            exchange.respond(200, _TEXT % 3, b"ok\n")
 
 
 def _worker_entry(cell: dict, now: float) -> dict:

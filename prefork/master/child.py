@@ -22,7 +22,7 @@ from setproctitle import setproctitle
 from prefork.apps.loader import AppLoadError
 # Imported by the master, once, before any fork: a worker starts without importing the server
 # again, and still has it after dropping privileges to a user who may not read the install.
-from prefork.apps import hosting, site, static, status, wsgi  # noqa: F401
+from prefork.apps import hosting, site, static, status, wsgi, wsgi_inline, wsgi_response, wsgi_threads  # noqa: F401
 from prefork.workers.worker import Worker
 
 from . import privileges

@@ -157,15 +157,7 @@ class Cell:
 
     def update(self, worker) -> None:
         """Publish the heartbeat, the worker's counters and its state."""
-        reading = writing = waiting = 0
-        for conn in worker.connections.values():
-            state = conn.activity()
-            if state == "writing":
-                writing += 1
-            elif state == "waiting":
-                waiting += 1
-            else:
-                reading += 1
+        reading, writing, waiting = worker.connection_states()
         queued, busy = worker.queue_figures()
         stats = worker.stats
         values = (time.monotonic(), worker.started, os.getpid(), worker.slot, worker.generation,

@@ -15,11 +15,11 @@ _EMFILE_PAUSE = 0.25  # seconds without accepting after running out of descripto
 class Listener:
     """A listening socket registered on the worker's Reactor."""
 
-    def __init__(self, worker, sock: socket.socket, connection_class, exclusive: bool):
+    def __init__(self, worker, sock: socket.socket, connection_factory, exclusive: bool):
         self.worker = worker
         self.sock = sock
         self.fd = sock.fileno()
-        self.connection_class = connection_class
+        self.connection_factory = connection_factory  # (sock, peer) -> connection
         self.exclusive = exclusive  # a socket shared by every worker: EPOLLEXCLUSIVE, no thundering herd
         self.tcp = sock.family in (socket.AF_INET, socket.AF_INET6)
         self.active = False
@@ -59,4 +59,4 @@ class Listener:
             worker.accepted += 1
             if worker.accepted == 1 and worker.board is not None:
                 worker.board.update(worker)  # at once, not at the next tick: see worker_exited
-            worker.add_connection(self.connection_class(worker, sock, peer))
+            worker.add_connection(self.connection_factory(sock, peer))

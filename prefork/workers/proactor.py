@@ -2,12 +2,12 @@
 
 The Reactor reads a whole request and `submit()`s a job for it; a handler thread sleeping on
 the request queue takes the job and runs it (the WSGI app, or a built-in route that blocks);
-what the job produces comes back as completions, functions the Reactor runs for it
-(`conn.respond`, `start`, `send`, `end`). The Reactor never waits on a thread: completions are
+what the job produces comes back as completions, functions the Reactor runs for it (the
+exchange's `respond`, `start`, `send`, `end`), which do nothing once that exchange is over. The Reactor never waits on a thread: completions are
 appended to a deque and one wake-up (`reactor.call_soon_threadsafe`, an eventfd write) is
 scheduled for a whole batch of them.
 
-Bounds: at most `limit` requests are queued or running. Beyond it a request waits in its own
+Bounds: at most `limit` requests are queued or running. Beyond it a request waits here, and its
 connection, which -- one request at a time per connection -- parses nothing more, so the
 Reactor stops reading new requests from those sockets instead of growing the queue.
 
@@ -42,27 +42,27 @@ class WorkerQueues:
         self.limit = max(QUEUE_MIN, threads * QUEUE_PER_THREAD)
         self.in_flight = 0  # jobs queued or running; changed on the Reactor thread only
         self.requests: SimpleQueue = SimpleQueue()
-        self.waiting: deque = deque()  # (conn, job, args) held back while the queue is full
-        self.completions: deque = deque()  # (fn, args) for the Reactor, in the order posted
+        self.waiting: deque = deque()  # (exchange, job, args) held back while the queue is full
+        self.completions: deque = deque()  # (exchange, fn, args) for the Reactor, in the order posted
         self.wake_scheduled = False
         self.started = False
         worker.queues = self  # its depth and busy threads go to the status page
 
     # -- on the Reactor thread ------------------------------------------------------------------
 
-    def submit(self, conn, job, *args) -> None:
+    def submit(self, exchange, job, *args) -> None:
         """Run job(*args) on a handler thread; it returns the final completion (fn, args) or None.
 
-        The final completion runs on the Reactor, unless the job failed (then `conn` gets a
-        500 if nothing was sent yet). When the queue is full the request waits in `conn`.
+        The final completion runs on the Reactor, unless the job failed (then the exchange
+        fails: a 500 if nothing was sent yet). When the queue is full the request waits.
         """
         if self.in_flight >= self.limit:
-            self.waiting.append((conn, job, args))
+            self.waiting.append((exchange, job, args))
             return
         if not self.started:
             self._start()
         self.in_flight += 1
-        self.requests.put((conn, job, args))
+        self.requests.put((exchange, job, args))
 
     def _start(self) -> None:
         self.started = True
@@ -76,40 +76,42 @@ class WorkerQueues:
         completions = self.completions
         popleft = completions.popleft
         while completions:
-            conn, fn, args = popleft()
+            exchange, fn, args = popleft()
             try:
                 fn(*args)
             except Exception as exc:
                 # As the Reactor does for its handlers: this connection fails, the others go on.
-                log.error("unexpected error while applying a completion for %s; closing it", conn.peer,
+                log.error("unexpected error while applying a completion for %s; closing it", exchange.peer,
                           exc_info=exc)
-                try:
-                    conn.crashed()
-                except Exception:
-                    conn.abort()
+                conn = exchange.conn
+                if not exchange.closed:  # an exchange that is over must not break the next one
+                    try:
+                        conn.crashed()
+                    except Exception:
+                        conn.abort()
 
-    def _job_done(self, conn, final) -> None:
+    def _job_done(self, exchange, final) -> None:
         self.in_flight -= 1
         try:
             if final is not None:
                 fn, args = final
                 fn(*args)
-            elif not conn.closed and conn.busy:
-                conn.fail()
+            else:
+                exchange.fail()  # does nothing if the response was given, or the connection closed
         finally:
-            # A slot is free: the oldest request held back in its connection goes to the queue.
+            # A slot is free: the oldest request held back goes to the queue.
             waiting = self.waiting
             while waiting and self.in_flight < self.limit:
-                conn, job, args = waiting.popleft()
-                if not conn.closed:
-                    self.submit(conn, job, *args)
+                exchange, job, args = waiting.popleft()
+                if not exchange.closed:
+                    self.submit(exchange, job, *args)
 
     # -- on handler threads ---------------------------------------------------------------------
 
-    def post(self, conn, fn, *args) -> None:
-        """From a handler thread: run fn(*args) for conn on the Reactor thread, after what was
-        posted before."""
-        self.completions.append((conn, fn, args))
+    def post(self, exchange, fn, *args) -> None:
+        """From a handler thread: run fn(*args) for the exchange on the Reactor thread, after
+        what was posted before."""
+        self.completions.append((exchange, fn, args))
         if not self.wake_scheduled:
             self.wake_scheduled = True
             self.reactor.call_soon_threadsafe(self._drain)
@@ -118,20 +120,20 @@ class WorkerQueues:
         get = self.requests.get
         post = self.post
         while True:
-            conn, job, args = get()
+            exchange, job, args = get()
             try:
                 final = job(*args)
             except BaseException:
                 log.exception("error in a handler thread")
                 final = None
-            post(conn, self._job_done, conn, final)
+            post(exchange, self._job_done, exchange, final)
 
 
 class StreamCredit:
     """Backpressure for a body streamed from a handler thread: at most `window` bytes in flight.
 
     The thread calls `spend(n)` before posting n bytes; when the window is used up it posts with
-    an acknowledgement request and waits in `wait()`. The Reactor calls `acknowledge(conn)` after
+    an acknowledgement request and waits in `wait()`. The Reactor calls `acknowledge(exchange)` after
     queueing those bytes: at once if the connection's output is under its high-water mark, else
     when it drains. `cancel()` (the connection closed) releases the thread for good.
     """
@@ -156,12 +158,12 @@ class StreamCredit:
     def wait(self) -> None:
         self.ready.wait()
 
-    def acknowledge(self, conn) -> None:
+    def acknowledge(self, exchange) -> None:
         """On the Reactor, after queueing the bytes: release the thread now or when drained."""
-        if conn.out_len <= conn.worker.high_water:
+        if exchange.writable:
             self.ready.set()
         else:
-            conn.on_drain = self.ready.set
+            exchange.when_writable(self.ready.set)
 
     def cancel(self) -> None:
         self.cancelled = True

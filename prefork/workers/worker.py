@@ -29,6 +29,7 @@ from .echo import EchoConnection
 from .listeners import Listener
 from .reactor import EPOLLIN, Reactor
 from .stats import ResponseStats
+from .transport import Transport, TransportSettings
 
 log = logging.getLogger("prefork")
 _monotonic = time.monotonic
@@ -44,14 +45,13 @@ class Worker:
                  handlers=None, tls_context=None):
         """sockets: (socket, protocol, shared) triples; protocol "http", "https", "status" or
         "echo"; shared means every worker has it (EPOLLEXCLUSIVE). tls_context: the
-        ssl.SSLContext of the "https" sockets, built by the master (prefork/tls.py).
+        ssl.SSLContext of the "https" listeners (the master loads the certificates).
 
         The worker is handed what answers requests; it imports no app itself. handler: one
         function for every HTTP listener (tests), or handlers: a function of this worker that
         returns {"http": handler, "status": handler} (prefork/apps/hosting.py), called once the
         worker is built, since handlers read its figures."""
         self.config = config
-        self.tls_context = tls_context
         self.slot = slot
         self.generation = generation
         self.board = board  # the master's scoreboard slot, or None when run alone
@@ -61,6 +61,8 @@ class Worker:
                              field_size=config.limit_request_field_size, head=config.limit_request_head,
                              body=config.max_body_size)
         self.high_water = config.high_water
+        self.transport_settings = TransportSettings(config.high_water, config.send_timeout)
+        self.tls_context = tls_context
         self.trusted_peers = TrustedPeers(config.forwarded_allow_ips)
         # Found now: the first call probes the directories by creating files, which fails
         # (as "no usable temporary directory") when descriptors run out later.
@@ -85,15 +87,30 @@ class Worker:
         routes = handlers(self) if handlers is not None else {"http": handler}
         self.handler = routes["http"]
         self.status_handler = routes.get("status", self.handler)
-        self.listeners = [Listener(self, sock, self._connection_class(protocol), shared)
+        self.listeners = [Listener(self, sock, self._connection_factory(protocol), shared)
                           for sock, protocol, shared in sockets]
 
-    def _connection_class(self, protocol: str):
+    def _connection_factory(self, protocol: str):
+        """What turns an accepted socket of a listener into a connection: factory(sock, peer)."""
         if protocol == "echo":
-            return EchoConnection
-        if protocol == "status":  # status_bind: the status routes, whatever the app is
-            return partial(HttpConnection, handler=self.status_handler)
-        return ProxyProtocolConnection if self.config.proxy_protocol else HttpConnection
+            connection = partial(EchoConnection, self)
+        elif protocol == "status":  # status_bind: the status routes, whatever the app is
+            connection = partial(HttpConnection, self, handler=self.status_handler)
+        else:
+            connection = partial(ProxyProtocolConnection if self.config.proxy_protocol else HttpConnection, self)
+        if protocol == "https":
+            from .tls_transport import TlsTransport
+
+            context = self.tls_context
+            transport = partial(TlsTransport, context=context)
+        else:
+            transport = Transport
+        reactor, settings, closed = self.reactor, self.transport_settings, self.connection_closed
+
+        def factory(sock, peer):
+            return connection(transport(reactor, sock, peer, settings, closed))
+
+        return factory
 
     # -- the loop -------------------------------------------------------------------------------
 
@@ -153,9 +170,9 @@ class Worker:
         faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
         answered = 0
         for conn in list(self.connections.values()):
-            if getattr(conn, "busy", False) and not conn.status and not conn.closed:
+            if getattr(conn, "exchange", None) is not None and not conn.status and not conn.closed:
                 conn.reject(500)
-                conn.flush()
+                conn.transport.flush()
                 answered += 1
         log.error("worker %d: aborted after missing heartbeats; %d request(s) in flight answered "
                   "with 500", os.getpid(), answered)
@@ -183,6 +200,14 @@ class Worker:
             # HUP, USR2, WINCH, TTIN, TTOU are the master's; a worker ignores them.
 
     # -- connections ----------------------------------------------------------------------------
+
+    def adopt(self, sock, peer, protocol: str = "http"):
+        """Serve an already connected socket as a listener of that protocol would (the unit
+        tests hand socketpairs over this way)."""
+        sock.setblocking(False)
+        conn = self._connection_factory(protocol)(sock, peer)
+        self.add_connection(conn)
+        return conn
 
     def add_connection(self, conn) -> None:
         self.connections[conn.fd] = conn
@@ -226,6 +251,19 @@ class Worker:
             client = conn.client_and_scheme(request)[0] if request is not None else conn.client[0]
             self.access_log.write(client, request, conn.status, conn.sent_body, duration)
 
+    def connection_states(self) -> tuple[int, int, int]:
+        """(reading, writing, waiting) connections, as nginx's stub_status counts them."""
+        reading = writing = waiting = 0
+        for conn in self.connections.values():
+            state = conn.activity()
+            if state == "writing":
+                writing += 1
+            elif state == "waiting":
+                waiting += 1
+            else:
+                reading += 1
+        return reading, writing, waiting
+
     def queue_figures(self) -> tuple[int, int]:
         """(requests waiting in the worker queues, handler threads busy)."""
         queues = self.queues
@@ -260,7 +298,7 @@ class Worker:
         for conn in list(self.connections.values()):
             if not conn.idle():
                 continue
-            conn.on_readable()
+            conn.transport.on_readable()
             if conn.closed or not conn.idle():
                 continue
             if self.reactor.now - getattr(conn, "head_started", 0.0) < IDLE_GRACE:

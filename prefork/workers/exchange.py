@@ -1,0 +1,138 @@
+"""The exchange: one request and its response, the only thing a handler sees.
+
+The connection makes an Exchange for each request it reads and calls `handler(exchange)`.
+The handler answers, at once on the Reactor thread or later from a completion the worker
+queues bring back, with `respond()` (a whole response) or with `start()`, `send()` and `end()`
+(a stream), or with `send_file()`; `fail()` when it cannot. Each of these reaches the
+connection only while this exchange is its current one: once the response has ended, or the
+connection has closed, they do nothing, so a late completion from a handler thread can never
+write into the next request's response.
+
+What the handler may know of the connection is here too: whether it is closed, whether the
+client may take more output now (`writable`, `when_writable`), the peer and local addresses,
+and a callback for when the connection goes away (`on_abort`).
+"""
+
+from __future__ import annotations
+
+
+class Exchange:
+    __slots__ = ("conn", "request", "body", "head_only", "head_style", "abort_callback")
+
+    def __init__(self, conn, request, body):
+        self.conn = conn
+        self.request = request
+        self.body = body  # a file-like object: the request body, read whole before the handler runs
+        self.head_only = request.method == b"HEAD"  # the response's body is not sent
+        # None, or the app's own framing of the response head: (reason phrase or None, whether
+        # to add our Server line, our Date line), as wsgi.response_head() says.
+        self.head_style = None
+        self.abort_callback = None
+
+    # -- answering ------------------------------------------------------------------------------
+
+    def respond(self, status: int, headers: bytes, body: bytes, close: bool = False) -> None:
+        """A whole response: `headers` are serialized header lines (Content-Length included),
+        `body` the payload; close=True ends the connection after it."""
+        conn = self.conn
+        if conn.exchange is self:
+            conn.respond(self, status, headers, body, close)
+
+    def start(self, status: int, headers: bytes, length: int | None) -> None:
+        """Begin a streamed response whose `headers` declare Content-Length `length`; None for a
+        body of unknown length (chunked on HTTP/1.1, ended by closing on HTTP/1.0)."""
+        conn = self.conn
+        if conn.exchange is self:
+            conn.start(self, status, headers, length)
+
+    def send(self, data) -> None:
+        """Part of a streamed body; it is sent at once."""
+        conn = self.conn
+        if conn.exchange is self:
+            conn.send(self, data)
+
+    def end(self, complete: bool = True) -> None:
+        """The streamed response is over; complete=False when it broke off (no last chunk, and
+        the connection closes, so the client cannot take it for a whole one)."""
+        conn = self.conn
+        if conn.exchange is self:
+            conn.end(self, complete)
+
+    def fail(self) -> None:
+        """The response cannot be produced: a 500 if it has not started, else it is cut short."""
+        conn = self.conn
+        if conn.exchange is self:
+            conn.fail(self)
+
+    def send_file(self, fd: int, offset: int, count: int, done) -> None:
+        """After start(): count bytes of the file fd from offset; done() on the Reactor once they
+        are sent (if the connection closes first, the on_abort callback runs instead)."""
+        conn = self.conn
+        if conn.exchange is self:
+            conn.send_file(self, fd, offset, count, done)
+
+    # -- the connection, as far as a handler may know it ---------------------------------------
+
+    def on_abort(self, callback) -> None:
+        """callback() once if the connection closes before the response ends (None: no callback)."""
+        self.abort_callback = callback
+
+    def when_writable(self, callback) -> None:
+        """callback() once the client has read enough of the output for more to be written."""
+        conn = self.conn
+        if conn.exchange is self:
+            conn.transport.on_drain = callback
+
+    @property
+    def writable(self) -> bool:
+        """Whether more output may be written now without exceeding the output's high-water mark."""
+        return self.conn.transport.writable()
+
+    @property
+    def closed(self) -> bool:
+        """Nothing more can be sent: the response has ended, or the connection is closed."""
+        return self.conn.exchange is not self
+
+    @property
+    def high_water(self) -> int:
+        """Output bytes a producer may have in flight before it waits (when_writable)."""
+        return self.conn.transport.settings.high_water
+
+    @property
+    def peer(self):
+        """The socket's peer: (host, port), or a unix socket's path."""
+        return self.conn.transport.peer
+
+    @property
+    def client(self) -> tuple:
+        """The client's (host, port): the peer, or what a PROXY protocol header said."""
+        return self.conn.client
+
+    @property
+    def trusted(self) -> bool:
+        """Whether the peer may say who the client is (forwarded_allow_ips)."""
+        return self.conn.trusted
+
+    @property
+    def secure(self) -> bool:
+        """Whether the connection is TLS."""
+        return self.conn.transport.secure
+
+    @property
+    def connection_id(self) -> int:
+        """A number no other open connection of this worker has (its descriptor)."""
+        return self.conn.fd
+
+    @property
+    def loop_time(self) -> float:
+        """The Reactor's clock at this turn of its loop: the same for every request it handles
+        in one turn (what arrived together)."""
+        return self.conn.reactor.now
+
+    def local_address(self):
+        """The address the client connected to."""
+        return self.conn.transport.sock.getsockname()
+
+    def client_and_scheme(self) -> tuple[str, str | None]:
+        """The client's address and the scheme it used, as far as the request can be believed."""
+        return self.conn.client_and_scheme(self.request)
