@@ -324,6 +324,10 @@ def _check_tls(values: dict[str, Any], where: str) -> None:
         if values["keyfile"] is not None:
             raise ConfigError(f"{where}: invalid value {values['keyfile']!r} for key 'keyfile': "
                               "a key without its certificate: set certfile too")
+    if values["certfile"] is not None and values["proxy_protocol"]:
+        raise ConfigError(f"{where}: invalid value True for key 'proxy_protocol': with certfile, the PROXY "
+                          "header would come before the TLS handshake, which is not supported: terminate TLS "
+                          "in the proxy, or drop proxy_protocol")
     if values["cert_reqs"] != "none" and values["ca_certs"] is None:
         raise ConfigError(f"{where}: invalid value {values['cert_reqs']!r} for key 'cert_reqs': "
                           "client certificates are verified against ca_certs: set ca_certs too")

@@ -219,7 +219,7 @@ def test_tls_on_the_plain_port_and_plaintext_on_the_tls_port_are_closed_quietly(
     server = start_server("-w", "1", "-b", "https://127.0.0.1:0", "-b", "http://127.0.0.1:0",
                           *tls_args(certificates))
     tls_port, plain_port = server.ports
-    before = set(workers(server.proc.pid))
+    before = set(wait_workers(server.proc.pid, 1))
     assert len(before) == 1
 
     with socket.create_connection(("127.0.0.1", plain_port), timeout=10) as sock:
@@ -243,7 +243,7 @@ def test_tls_on_the_plain_port_and_plaintext_on_the_tls_port_are_closed_quietly(
 
 def test_a_handshake_that_never_ends_is_cut_at_header_timeout(start_server, certificates):
     server = start_tls(start_server, certificates, "--header-timeout", "1")
-    before = set(workers(server.proc.pid))
+    before = set(wait_workers(server.proc.pid, 1))
     hello = client_hello()
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as slow, \
             socket.create_connection(("127.0.0.1", server.port), timeout=10) as silent:
@@ -265,7 +265,7 @@ def test_a_handshake_that_never_ends_is_cut_at_header_timeout(start_server, cert
 
 def test_a_client_that_vanishes_mid_request_leaves_no_trace(start_server, certificates):
     server = start_tls(start_server, certificates)
-    before = set(workers(server.proc.pid))
+    before = set(wait_workers(server.proc.pid, 1))
     for request in (b"GET /plain", b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 100000\r\n\r\nabc"):
         sock = tls_connect(server.port, client_context(certificates))
         sock.sendall(request)
@@ -292,7 +292,7 @@ def refused(port: int, context: ssl.SSLContext) -> bool:
 
 def test_client_certificates_required(start_server, certificates):
     server = start_tls(start_server, certificates, "--ca-certs", str(certificates.ca_pem), "--cert-reqs", "2")
-    before = set(workers(server.proc.pid))
+    before = set(wait_workers(server.proc.pid, 1))
     assert refused(server.port, client_context(certificates))  # no certificate
     assert refused(server.port, client_context(certificates, "stranger"))  # signed by another CA
     with tls_connect(server.port, client_context(certificates, "client")) as sock:

@@ -110,6 +110,7 @@ def test_the_file_takes_numbers_for_cert_reqs_and_the_version(tmp_path, certific
     (["--keyfile", "k.pem"], "keyfile", "k.pem", "set certfile too"),
     (["--certfile", "c.pem", "--cert-reqs", "2"], "cert_reqs", "required", "set ca_certs too"),
     (["--certfile", "c.pem", "--tls-min-version", "1.1"], "tls_min_version", "1.1", None),
+    (["--certfile", "c.pem", "--proxy-protocol"], "proxy_protocol", True, "terminate TLS in the proxy"),
 ])
 def test_settings_that_cannot_work_are_refused_before_anything_binds(args, key, value, why):
     for result in (check(*args), start_and_fail("-w", "1", *args)):
