@@ -18,13 +18,12 @@ import socket
 import ssl
 import struct
 import subprocess
-import threading
 import time
 
 import pytest
 
 from conftest import REPO, read_response, recv_until_closed, wait_until
-from test_master import wait_workers, workers
+from test_master import Load, wait_workers, workers
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -342,69 +341,6 @@ def test_a_session_resumes_on_any_worker(start_server, certificates):
     assert all(reused), reused
 
 
-class TlsLoad:
-    """Threads requesting /plaintext over TLS in a loop: new connections, and one keep-alive
-    connection (retried once, as test_master's Load does, when a reused connection is closed
-    as idle before any byte of the response). Every other error is a failed request."""
-
-    def __init__(self, port: int, context: ssl.SSLContext, threads: int = 3):
-        self.port = port
-        self.context = context
-        self.stopping = threading.Event()
-        self.lock = threading.Lock()
-        self.ok = 0
-        self.retried = 0
-        self.failures: list[str] = []
-        self.subjects: list[str] = []  # of the certificate of each new connection, in order
-        self.threads = [threading.Thread(target=self._run, args=(i == 0,), daemon=True) for i in range(threads)]
-
-    def __enter__(self):
-        for thread in self.threads:
-            thread.start()
-        wait_until(lambda: self.ok > 20, 20, message="the load to get going")
-        return self
-
-    def __exit__(self, *exc):
-        self.stopping.set()
-        for thread in self.threads:
-            thread.join(20)
-        assert not any(t.is_alive() for t in self.threads), "a client thread is stuck"
-
-    def wait_requests(self, count: int) -> None:
-        start = self.ok
-        wait_until(lambda: self.ok >= start + count, 20, message=f"{count} more responses")
-
-    def _run(self, keepalive: bool) -> None:
-        while not self.stopping.is_set():
-            try:
-                self._connection(keepalive)
-            except Exception as exc:  # noqa: BLE001 - every error is a failed request
-                with self.lock:
-                    self.failures.append(f"{type(exc).__name__}: {exc}")
-
-    def _connection(self, keepalive: bool) -> None:
-        with tls_connect(self.port, self.context) as sock:
-            with self.lock:
-                self.subjects.append(subject(sock))
-            buffer = bytearray()
-            for used in range(20 if keepalive else 1):
-                if self.stopping.is_set():
-                    return
-                try:
-                    sock.sendall(REQUEST)
-                    status, _, body = read_response(sock, buffer)
-                except (ConnectionError, OSError) as exc:
-                    if used and not buffer and not isinstance(exc, socket.timeout):
-                        with self.lock:
-                            self.retried += 1
-                        return  # the keep-alive race: the next loop opens a new connection
-                    raise
-                if (status, body) != (200, b"Hello, World!"):
-                    raise AssertionError(f"unexpected response {status} {body!r}")
-                with self.lock:
-                    self.ok += 1
-
-
 @pytest.mark.slow
 def test_hup_rotates_the_certificate_under_load_without_a_failed_request(start_server, certificates, tmp_path):
     files = certificates.copy_to(tmp_path / "live")
@@ -412,19 +348,25 @@ def test_hup_rotates_the_certificate_under_load_without_a_failed_request(start_s
     master = server.proc.pid
     first = wait_workers(master, 2)
     context = client_context(certificates)
-    with TlsLoad(server.port, context) as load:
-        assert set(load.subjects) == {"prefork test server"}
+    subjects = []  # of the certificate of each new connection, in order
+
+    def connect():
+        sock = tls_connect(server.port, context, timeout=5)
+        subjects.append(subject(sock))
+        return sock
+
+    with Load(server.port, threads=3, connect=connect) as load:
+        assert set(subjects) == {"prefork test server"}
         for name in ("server.pem", "server.key"):  # as certbot does: new files, renamed into place
             shutil.copy(files.directory / name.replace("server", "rotated"), files.directory / f"{name}.new")
             os.replace(files.directory / f"{name}.new", files.directory / name)
         server.send_signal(signal.SIGHUP)
         wait_workers(master, 2, exclude=first, timeout=20)  # the old workers have exited
         load.wait_requests(50)
-        since = len(load.subjects)
+        since = len(subjects)
         load.wait_requests(50)
-    assert not load.failures, f"{len(load.failures)} failed ({load.ok} ok), first: {load.failures[:3]}"
-    assert load.ok > 100
-    assert set(load.subjects[since:]) == {"prefork rotated server"}
+    load.assert_no_failure()
+    assert set(subjects[since:]) == {"prefork rotated server"}
     with tls_connect(server.port, context) as sock:
         assert subject(sock) == "prefork rotated server"
     assert_clean(server)
