@@ -73,7 +73,7 @@ def specs() -> list[harness.ServerSpec]:
         # a header field), which prefork must parse in full, and nginx loaded the same way.
         harness.ServerSpec("prefork, every head new", [prefork, "-w", "1", "-b", "127.0.0.1:{port}"],
                            script=UNIQUE_FIELDS,
-                           note="as prefork, loaded by `wrk -s bench/unique_fields.lua` (a counter in the query "
+                           note="as prefork, loaded by `wrk -s bench/unique_fields.lua` (a browser-like head of 9 fields; a counter in the query "
                                 "string and in a header field)"),
         harness.ServerSpec("nginx, every head new", [harness.NGINX, "-c", "nginx.conf"], setup=nginx_setup,
                            script=UNIQUE_FIELDS, note="as nginx, loaded by `wrk -s bench/unique_fields.lua`"),

@@ -19,6 +19,7 @@ import re
 import resource
 import signal
 import socket
+import ssl
 import statistics
 import subprocess
 import sys
@@ -158,6 +159,7 @@ class ServerSpec:
     setup: object = None  # optional callable(port, workdir) -> argv, for servers needing a config file
     script: str = ""  # optional wrk Lua script (e.g. bench/unique_heads.lua)
     expect: bytes = b"Hello, World!"  # how the body of a good answer ends (checked before measuring)
+    scheme: str = "http"  # or "https" (the readiness check then speaks TLS, without verifying)
 
     def command_line(self, port: int | str = "PORT") -> str:
         return " ".join(str(a) for a in self.argv).replace("{port}", str(port))
@@ -205,7 +207,12 @@ class RunningServer:
             if self.proc.poll() is not None:
                 break
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as raw:
+                    sock = raw
+                    if self.spec.scheme == "https":
+                        context = ssl.create_default_context()
+                        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+                        sock = context.wrap_socket(raw)
                     sock.sendall(request)
                     answer = _read_response(sock)
             except OSError:
@@ -287,7 +294,7 @@ def measure(spec: ServerSpec, workdir: Path, duration: float, warmup: float) -> 
     server = RunningServer(spec, workdir)
     try:
         server.wait_ready()
-        url = f"http://127.0.0.1:{server.port}{spec.path}"
+        url = f"{spec.scheme}://127.0.0.1:{server.port}{spec.path}"
         if warmup > 0:
             run_wrk(url, warmup, script=spec.script)
         children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -493,8 +500,8 @@ numbers across runs or machines.
 **Which figure is which.** Browsers, load balancers and API clients send a new target, cookie or
 request id on almost every request; wrk, left alone, repeats one head byte for byte, and prefork
 reuses the parse of a connection's last head when it comes again. So the figure that says what
-users get is the row **every head new** (a counter in the target and in a header field, the same
-Lua script for prefork and for nginx), given first in each section's headline; the repeated-head
+users get is the row **every head new** (a browser-like head of 9 fields with a new target and a
+new cookie on every request, `bench/unique_fields.lua`, the same Lua script for prefork and for its peers), given first in each section's headline; the repeated-head
 rows come second and are labelled as such.
 
 ## How to reproduce
@@ -503,6 +510,7 @@ rows come second and are labelled as such.
     python bench/core.py             # one worker vs nginx (3 rounds x 10 s, 3 to 6 min)
     python bench/peers.py            # WSGI/ASGI peers (installs bench/.venv-peers; 2 rounds x 10 s, 6 to 12 min)
     python bench/static.py           # static files, 10 KiB and 1 MiB, one worker vs nginx (3 rounds x 10 s, 3 to 5 min)
+    python bench/before_after.py --before REV   # the same workloads on an older revision and on this one
     pip install py-spy && python bench/hotspots.py   # where a worker spends its time under wrk
 
 Options: `--rounds N`, `--duration S`, `--quick` (1 round x 3 s, for trying the script), `--no-doc`
@@ -537,13 +545,13 @@ Options: `--rounds N`, `--duration S`, `--quick` (1 round x 3 s, for trying the 
   a connection's last head when it comes again byte for byte, and its field lines when only the
   request-line changed (docs/architecture.md). The headline rows profit from that; the rows
   "every request-line new" (`bench/unique_heads.lua`) and "every head new"
-  (`bench/unique_fields.lua`, a header field changes too, so nothing is reused and prefork parses
-  every head in full) load prefork and its peer the same way, so the cost without the reuse is
+  (`bench/unique_fields.lua`, a browser-like head of 9 fields whose cookie changes too, so nothing
+  is reused and prefork parses every head in full) load prefork and its peer the same way, so the cost without the reuse is
   measured too. wrk's Lua `request()` slows wrk itself, so compare those rows with each other.
 """
 
 
-SECTIONS = ("core", "peers", "static", "amplification")  # the order of the sections in docs/benchmarks.md
+SECTIONS = ("core", "peers", "static", "tls", "amplification", "before-after")  # the order of the sections in docs/benchmarks.md
 
 
 def publish(section: str, text: str, write_doc: bool) -> None:

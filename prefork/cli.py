@@ -16,6 +16,7 @@ from functools import partial
 
 from . import __version__
 from . import config as configuration
+from .master.signals import SIGDRAIN, SIGRESUME
 
 CONTROL_SIGNALS = {
     "reload": signal.SIGHUP,
@@ -23,8 +24,8 @@ CONTROL_SIGNALS = {
     "stop": signal.SIGINT,  # nginx's `-s stop` is a fast stop; TERM is graceful here
     "reopen": signal.SIGUSR1,
     "upgrade": signal.SIGUSR2,
-    "drain": signal.SIGRTMIN + 1,  # /health answers 503 until resume (the master's SIGDRAIN)
-    "resume": signal.SIGRTMIN + 2,
+    "drain": SIGDRAIN,  # /health answers 503 until resume
+    "resume": SIGRESUME,
 }
 METAVARS = {"bind": "ADDR", "env": "KEY=VALUE", "pythonpath": "DIRS", "proc_name": "NAME"}
 TIMEOUT_MISTAKE = "prefork: -t checks the configuration; use --timeout N for the worker timeout"

@@ -5,24 +5,16 @@ from __future__ import annotations
 
 import re
 import signal
-import socket
 import threading
 
 import pytest
-from conftest import connect, read_response, recv_until_closed, wait_until
 
 from prefork.logs import check_format, escape
+from support.client import connect, read_response, recv_until_closed
+from support.logs import lines, wait_lines
+from support.polling import wait_until
 
 LINE = re.compile(r'^(\S+) - - \[[^]]+\] "([^"]*)" (\d{3}) (\d+|-) "([^"]*)" "([^"]*)" (\d+\.\d{6})$')
-
-
-def lines(path) -> list[str]:
-    return path.read_text().splitlines() if path.exists() else []
-
-
-def wait_lines(path, count: int) -> list[str]:
-    return wait_until(lambda: (found := lines(path)) and len(found) >= count and found, 10,
-                      message=f"{count} access log lines")
 
 
 def test_a_line_in_combined_format_with_the_request_time(start_server, tmp_path):

@@ -10,9 +10,12 @@ import stat
 import struct
 
 import pytest
-from conftest import REPO, connect, read_response, recv_until_closed, wait_until
 
-APPS = str(REPO / "tests" / "apps")
+from support.client import connect, read_response, recv_until_closed
+from support.command import check
+from support.paths import APPS
+from support.polling import wait_until
+
 V2_SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"
 
 
@@ -61,12 +64,7 @@ def test_a_forged_entry_left_of_an_untrusted_one_is_not_believed(start_server):
 
 
 def test_a_bad_forwarded_allow_ips_names_key_and_value(tmp_path):
-    import subprocess
-
-    from conftest import PREFORK
-
-    result = subprocess.run(PREFORK + ["-t", "--forwarded-allow-ips", "10.0.0.0/8,nonsense"],
-                            capture_output=True, text=True, timeout=30)
+    result = check("--forwarded-allow-ips", "10.0.0.0/8,nonsense")
     assert result.returncode == 1
     assert "forwarded_allow_ips" in result.stderr and "nonsense" in result.stderr
 

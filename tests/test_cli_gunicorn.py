@@ -1,6 +1,6 @@
 """gunicorn command lines work as pasted: gunicorn's flag spellings, -D, --reload, `module` alone.
 
-The real `prefork` command throughout (started with the conftest Server helper, or run to its
+The real `prefork` command throughout (started with tests/support/server.py's Server, or run to its
 end with subprocess), on ephemeral ports of 127.0.0.1; what the flags do is checked through
 what the server does, not through the parser alone.
 """
@@ -12,42 +12,27 @@ import os
 import re
 import signal
 import socket
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import PREFORK, REPO, connect, read_response, recv_until_closed, wait_until
-from test_master import alive, title
+from support.client import connect, get, read_response, recv_until_closed
+from support.command import run_prefork
+from support.paths import APPS, REPO
+from support.polling import wait_until
+from support.processes import alive, children, title
 
 import prefork
 from prefork import cli, config as configuration
 
 pytestmark = pytest.mark.timeout(90)
 
-APPS = REPO / "tests" / "apps"
 
-
-def run(*args, cwd=None, timeout=30) -> subprocess.CompletedProcess:
-    """Run `prefork ARGS` to its end; returns the finished process (text output)."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
-    return subprocess.run(PREFORK + list(args), cwd=cwd or REPO, capture_output=True, text=True,
-                          timeout=timeout, stdin=subprocess.DEVNULL, env=env)
-
-
-def get(port: int, target: str = "/", headers: str = "") -> tuple[int, dict, bytes]:
-    """One request on a new connection (a reload replaces workers: no connection is reused)."""
-    with connect(port) as sock:
-        sock.sendall(f"GET {target} HTTP/1.1\r\nHost: t\r\n{headers}Connection: close\r\n\r\n".encode())
-        return read_response(sock)
-
-
-def children(pid: int) -> list[int]:
-    try:
-        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        return []
+def get_and_close(port: int, target: str = "/", *headers: str) -> tuple[int, dict, bytes]:
+    """One request on a new connection, closed after it (a reload replaces workers: no
+    connection is reused)."""
+    return get(port, target, *headers, "Connection: close")
 
 
 # -- the gunicorn deploy command, end to end --------------------------------------------------
@@ -56,7 +41,7 @@ def test_a_gunicorn_deploy_command_starts_and_serves(start_server, tmp_path):
     pidfile = tmp_path / "prefork.pid"
     server = start_server("-w", "2", "-b", "127.0.0.1:0", "--access-logfile", "-", "--timeout", "30",
                           "--keep-alive", "2", "-p", str(pidfile), "plain:app", cwd=APPS)
-    status, _, body = get(server.port, "/hello")
+    status, _, body = get_and_close(server.port, "/hello")
     assert (status, body) == (200, b"Hello, World!")
     assert pidfile.read_text().strip() == str(server.proc.pid)
     # --access-logfile -: the access log on stdout (the helper collects stdout and stderr)
@@ -107,7 +92,7 @@ def test_gunicorn_spelling_sets_our_key(args, key, value):
 
 
 def test_every_gunicorn_spelling_is_in_the_help_and_the_configuration_doc():
-    help_text = run("--help").stdout
+    help_text = run_prefork("--help").stdout
     doc = (REPO / "docs" / "configuration.md").read_text()
     for args, key, _ in ALIASES + [(["--check-config"], None, None), (["-v"], None, None), (["--version"], None, None)]:
         flag = args[0]
@@ -161,7 +146,7 @@ def test_every_gunicorn_flag_is_accepted_or_refused_with_a_reason_and_in_the_mig
     (["--statsd-host", "localhost:8125"], "--statsd-host", "/metrics"),
 ])
 def test_a_gunicorn_flag_without_equivalent_is_refused_with_its_reason(args, flag, reason):
-    result = run(*args)
+    result = run_prefork(*args)
     assert result.returncode == 2
     assert result.stderr.startswith(f"prefork: {flag} is gunicorn's and has no equivalent here: "), result.stderr
     assert reason in result.stderr and "docs/gunicorn.md" in result.stderr
@@ -169,15 +154,15 @@ def test_a_gunicorn_flag_without_equivalent_is_refused_with_its_reason(args, fla
 
 
 def test_check_config_is_t():
-    result = run("--check-config", "-w", "2")
+    result = run_prefork("--check-config", "-w", "2")
     assert result.returncode == 0 and "configuration ok" in result.stdout, result.stderr
-    result = run("--check-config", "-w", "two")
+    result = run_prefork("--check-config", "-w", "two")
     assert result.returncode == 1 and "workers" in result.stderr
 
 
 def test_version():
     for flag in ("-v", "--version"):
-        result = run(flag)
+        result = run_prefork(flag)
         assert result.returncode == 0
         assert result.stdout.strip() == f"prefork {prefork.__version__}"
 
@@ -186,14 +171,14 @@ def test_version():
 
 @pytest.mark.parametrize("args", [["-t", "30"], ["-t30"], ["-w", "2", "-t", "30", "plain:app"], ["-t", "2.5"]])
 def test_t_with_a_number_is_refused_with_advice(args):
-    result = run(*args)
+    result = run_prefork(*args)
     assert result.returncode == 2
     assert result.stderr == "prefork: -t checks the configuration; use --timeout N for the worker timeout\n"
     assert "configuration ok" not in result.stdout
 
 
 def test_t_alone_still_checks():
-    result = run("-t", "plain:app", "--chdir", str(APPS), "--timeout", "30")
+    result = run_prefork("-t", "plain:app", "--chdir", str(APPS), "--timeout", "30")
     assert result.returncode == 0 and "configuration ok" in result.stdout, result.stderr
 
 
@@ -207,7 +192,7 @@ def test_env_and_pythonpath_are_set_before_the_app_is_imported(start_server, tmp
     server = start_server("-w", "1", "-b", "127.0.0.1:0", "-e", "PREFORK_TEST_AT_IMPORT=yes",
                           "--env", "PREFORK_TEST_EQUALS=a=b", "--pythonpath", f"tests/apps,{extra}",
                           "mysite.wsgi", cwd=REPO)
-    status, _, body = get(server.port)
+    status, _, body = get_and_close(server.port)
     assert status == 200, body
     seen = json.loads(body)
     assert seen["app"] == "mysite.wsgi:application"
@@ -218,28 +203,28 @@ def test_env_and_pythonpath_are_set_before_the_app_is_imported(start_server, tmp
 
 def test_relative_pythonpath_is_taken_from_chdir():
     """As gunicorn: --chdir first, then --pythonpath relative to it (mysite is in tests/apps)."""
-    result = run("-t", "--chdir", "tests", "--pythonpath", "apps", "mysite.wsgi", cwd=REPO)
+    result = run_prefork("-t", "--chdir", "tests", "--pythonpath", "apps", "mysite.wsgi", cwd=REPO)
     assert result.returncode == 0, result.stderr
-    result = run("-t", "--pythonpath", "apps", "mysite.wsgi", cwd=REPO)
+    result = run_prefork("-t", "--pythonpath", "apps", "mysite.wsgi", cwd=REPO)
     assert result.returncode == 1 and "no module named 'mysite'" in result.stderr
 
 
 def test_env_must_be_key_equals_value():
-    result = run("-t", "-e", "NOEQUALS")
+    result = run_prefork("-t", "-e", "NOEQUALS")
     assert result.returncode == 1
     assert "env" in result.stderr and "NOEQUALS" in result.stderr and "KEY=VALUE" in result.stderr
 
 
 def test_module_alone_means_module_application(start_server, tmp_path):
     server = start_server("-w", "1", "-b", "127.0.0.1:0", "mysite.wsgi", cwd=APPS)
-    status, _, body = get(server.port)
+    status, _, body = get_and_close(server.port)
     assert status == 200 and json.loads(body)["app"] == "mysite.wsgi:application"
     # -t and a file say so too; a module without `application` is told what was looked for
     path = tmp_path / "site.toml"
     path.write_text('app = "mysite.wsgi"\n')
-    result = run("-t", "-c", str(path), cwd=APPS)
+    result = run_prefork("-t", "-c", str(path), cwd=APPS)
     assert result.returncode == 0, result.stderr
-    result = run("-t", "plain", cwd=APPS)
+    result = run_prefork("-t", "plain", cwd=APPS)
     assert result.returncode == 1
     assert "has no attribute 'application'" in result.stderr and "module:application" in result.stderr
 
@@ -258,11 +243,11 @@ def test_name_is_the_first_word_of_the_process_titles(start_server):
 @pytest.mark.parametrize("given,level", [("WARN", "warning"), ("warn", "warning"), ("Debug", "debug"),
                                          ("ERROR", "error")])
 def test_log_level_in_any_case_and_warn(tmp_path, given, level):
-    assert run("-t", "--log-level", given).returncode == 0
+    assert run_prefork("-t", "--log-level", given).returncode == 0
     path = tmp_path / "levels.toml"
     path.write_text(f'log_level = "{given}"\n')
     assert configuration.load(str(path), {}).log_level == level
-    assert run("-t", "-c", str(path)).returncode == 0
+    assert run_prefork("-t", "-c", str(path)).returncode == 0
 
 
 def test_log_level_warn_silences_info(start_server):
@@ -275,7 +260,7 @@ def test_log_level_warn_silences_info(start_server):
 
     def served():
         try:
-            return get(port, "/plaintext")[0] == 200
+            return get_and_close(port, "/plaintext")[0] == 200
         except OSError:
             return False
 
@@ -293,22 +278,22 @@ def test_zero_removes_the_request_line_and_field_limits(start_server):
                              "--limit-request-fields", "0", "--limit-request-field_size", "0")
     default = start_server("-w", "1", "-b", "127.0.0.1:0")
     long_line = "/plaintext?" + "a" * 20000
-    many_fields = "".join(f"X-Field-{i}: {i}\r\n" for i in range(150))
-    long_field = "X-Long: " + "b" * 10000 + "\r\n"
-    assert get(unlimited.port, long_line)[0] == 200
-    assert get(unlimited.port, "/plaintext", many_fields)[0] == 200
-    assert get(unlimited.port, "/plaintext", long_field)[0] == 200
-    assert get(default.port, long_line)[0] == 414
-    assert get(default.port, "/plaintext", many_fields)[0] == 431
-    assert get(default.port, "/plaintext", long_field)[0] == 431
+    many_fields = [f"X-Field-{i}: {i}" for i in range(150)]
+    long_field = "X-Long: " + "b" * 10000
+    assert get_and_close(unlimited.port, long_line)[0] == 200
+    assert get_and_close(unlimited.port, "/plaintext", *many_fields)[0] == 200
+    assert get_and_close(unlimited.port, "/plaintext", long_field)[0] == 200
+    assert get_and_close(default.port, long_line)[0] == 414
+    assert get_and_close(default.port, "/plaintext", *many_fields)[0] == 431
+    assert get_and_close(default.port, "/plaintext", long_field)[0] == 431
 
 
 def test_access_logformat_is_accepted_and_a_bad_one_refused():
     """gunicorn's spelling of access_log_format (tests/test_access_log.py checks the lines)."""
-    result = run("-t", "--access-logformat", '%(h)s "%(r)s" %(s)s')
+    result = run_prefork("-t", "--access-logformat", '%(h)s "%(r)s" %(s)s')
     assert result.returncode == 0, result.stderr
     assert configuration.load(None, {"access_log_format": "%(h)s"}).access_log_format == "%(h)s"
-    result = run("-t", "--access-logformat", "%(nosuchatom)s")
+    result = run_prefork("-t", "--access-logformat", "%(nosuchatom)s")
     assert result.returncode == 1 and "access_log_format" in result.stderr and "nosuchatom" in result.stderr
 
 
@@ -318,7 +303,7 @@ def test_daemon_returns_once_listening_and_serves_until_killed_by_pidfile(tmp_pa
     pidfile = tmp_path / "daemon.pid"
     errors = tmp_path / "error.log"
     started = time.monotonic()
-    result = run("-D", "-p", str(pidfile), "-b", "127.0.0.1:0", "-w", "1", "--error-logfile", str(errors),
+    result = run_prefork("-D", "-p", str(pidfile), "-b", "127.0.0.1:0", "-w", "1", "--error-logfile", str(errors),
                  "plain:app", cwd=APPS)
     assert result.returncode == 0, result.stderr
     assert time.monotonic() - started < 20
@@ -327,7 +312,7 @@ def test_daemon_returns_once_listening_and_serves_until_killed_by_pidfile(tmp_pa
         assert f"running in the background, master pid {pid}, listening on 127.0.0.1:0 (port " in result.stderr
         port = int(re.search(r"\(port (\d+)\)", result.stderr).group(1))
         assert os.getsid(pid) != os.getsid(0), "the daemon must have a session of its own"
-        assert get(port, "/hello")[2] == b"Hello, World!"
+        assert get_and_close(port, "/hello")[2] == b"Hello, World!"
         assert "listening on" in errors.read_text()  # the log goes on in the file
         os.kill(pid, signal.SIGTERM)
         wait_until(lambda: not alive(pid), 15, message="the daemon to exit")
@@ -341,7 +326,7 @@ def test_daemon_upgrades_in_place(tmp_path):
     """USR2 to a -D master: the new master runs the same command, -D included, but must not
     detach again (it would leave the old master believing the upgrade failed)."""
     pidfile = tmp_path / "daemon.pid"
-    result = run("-D", "-p", str(pidfile), "-b", "127.0.0.1:0", "-w", "1", "--error-logfile",
+    result = run_prefork("-D", "-p", str(pidfile), "-b", "127.0.0.1:0", "-w", "1", "--error-logfile",
                  str(tmp_path / "error.log"), "plain:app", cwd=APPS)
     assert result.returncode == 0, result.stderr
     old = int(pidfile.read_text())
@@ -356,7 +341,7 @@ def test_daemon_upgrades_in_place(tmp_path):
         assert new in children(old), "the new master is the old one's child, not detached again"
         os.kill(old, signal.SIGQUIT)
         wait_until(lambda: not alive(old), 15, message="the old master to exit")
-        assert get(port, "/hello")[2] == b"Hello, World!"  # served by the new master's worker
+        assert get_and_close(port, "/hello")[2] == b"Hello, World!"  # served by the new master's worker
         os.kill(new, signal.SIGTERM)
         wait_until(lambda: not alive(new), 15, message="the new master to exit")
     finally:
@@ -371,7 +356,7 @@ def test_daemon_that_cannot_listen_says_why_and_exits_1():
     busy.listen()
     with busy:
         port = busy.getsockname()[1]
-        result = run("-D", "-b", f"127.0.0.1:{port}", "-w", "1")
+        result = run_prefork("-D", "-b", f"127.0.0.1:{port}", "-w", "1")
     assert result.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}: address already in use" in result.stderr
     assert "did not start" in result.stderr
@@ -391,11 +376,11 @@ def test_reload_serves_the_changed_app_and_survives_a_broken_edit(start_server, 
     source = tmp_path / "reloadme.py"
     source.write_text(RELOADABLE.format(body=b"version one"))
     server = start_server("--reload", "-w", "1", "-b", "127.0.0.1:0", "reloadme:app", cwd=tmp_path)
-    assert get(server.port)[2] == b"version one"
+    assert get_and_close(server.port)[2] == b"version one"
     server.wait_for_log(r"--reload: watching \d+ \.py files")
 
     def serves(body):
-        return lambda: get(server.port)[2] == body
+        return lambda: get_and_close(server.port)[2] == body
 
     # sizes differ from one version to the next, so Python never reuses a stale .pyc
     source.write_text(RELOADABLE.format(body=b"version two!"))
@@ -404,7 +389,7 @@ def test_reload_serves_the_changed_app_and_survives_a_broken_edit(start_server, 
     # a broken edit: the new workers fail to boot, the running ones keep serving
     source.write_text("def app(:\n")
     server.wait_for_log(r"reload abandoned", timeout=15)
-    assert get(server.port)[2] == b"version two!"
+    assert get_and_close(server.port)[2] == b"version two!"
     source.write_text(RELOADABLE.format(body=b"version three, fixed"))
     wait_until(serves(b"version three, fixed"), 15, interval=0.1, message="the fixed app")
 
@@ -446,6 +431,6 @@ def test_reload_watcher_sees_edits_and_skips_environments(tmp_path):
 
 
 def test_reload_and_preload_are_refused_together():
-    result = run("-t", "--reload", "--preload", "plain:app", "--chdir", str(APPS))
+    result = run_prefork("-t", "--reload", "--preload", "plain:app", "--chdir", str(APPS))
     assert result.returncode == 1
     assert "--reload" in result.stderr and "--preload" in result.stderr

@@ -1,12 +1,11 @@
 """conf/prefork.toml documents every key of the settings table with its default, and passes -t."""
 
 import re
-import subprocess
 import tomllib
 
-from conftest import PREFORK, REPO
-
 from prefork.config import SETTINGS
+from support.command import check
+from support.paths import REPO
 
 EXAMPLE = REPO / "conf" / "prefork.toml"
 
@@ -25,7 +24,7 @@ def test_every_key_is_documented_with_its_default():
 
 
 def test_example_passes_the_configuration_check():
-    result = subprocess.run(PREFORK + ["-t", "-c", str(EXAMPLE)], capture_output=True, text=True, timeout=30)
+    result = check("-c", str(EXAMPLE))
     assert result.returncode == 0, result.stderr
     assert "configuration ok" in result.stdout
 

@@ -8,22 +8,19 @@ conf/prefork.toml passing -t is tests/test_conf_example.py's.
 
 from __future__ import annotations
 
-import re
 import socket
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from conftest import PREFORK, REPO, read_response, wait_until
+from support.client import post
+from support.command import check, run_prefork
+from support.logs import listening
+from support.paths import APPS
+from support.polling import wait_until
+from support.processes import children
 
 pytestmark = pytest.mark.timeout(60)
-
-
-def check(*args, cwd=None) -> subprocess.CompletedProcess:
-    """Run `prefork -t ARGS`; returns the finished process (text output)."""
-    return subprocess.run(PREFORK + ["-t", *args], cwd=cwd or REPO, capture_output=True, text=True,
-                          timeout=30, stdin=subprocess.DEVNULL)
 
 
 def write(tmp_path: Path, text: str, name: str = "prefork.toml") -> Path:
@@ -164,54 +161,48 @@ def test_bad_command_line_value_names_key_and_value(args, key, value):
 def test_bad_value_stops_the_server_too(tmp_path):
     """Not only -t: starting with a bad file prints the same error and exits 1, binding nothing."""
     path = write(tmp_path, "threads = 0\n")
-    result = subprocess.run(PREFORK + ["-c", str(path)], cwd=REPO, capture_output=True, text=True, timeout=30,
-                            stdin=subprocess.DEVNULL)
+    result = run_prefork("-c", str(path))
     assert result.returncode == 1
     assert str(path) in result.stderr and "threads" in result.stderr
     assert "listening on" not in result.stdout + result.stderr
 
 
 def test_app_that_does_not_import_fails_the_check():
-    result = check("broken_import:app", "--chdir", str(REPO / "tests" / "apps"))
+    result = check("broken_import:app", "--chdir", str(APPS))
     assert result.returncode == 1 and "broken_import" in result.stderr
-    result = check("plain:app", "--chdir", str(REPO / "tests" / "apps"))
+    result = check("plain:app", "--chdir", str(APPS))
     assert result.returncode == 0, result.stderr
 
 
 # -- precedence: command line > file > defaults, seen in what the server does ---------------------
 
 
-def listening(server) -> list[str]:
-    return re.findall(r"listening on (\S+) \(port \d+\)", server.log())
+def addresses(server) -> list[str]:
+    """The addresses the server says it listens on."""
+    return [address for address, _ in listening(server.log())]
 
 
-def workers_of(server) -> list[int]:
-    master = server.proc.pid
-    return [int(p) for p in Path(f"/proc/{master}/task/{master}/children").read_text().split()]
-
-
-def post(host: str, port: int, size: int) -> int:
-    with socket.create_connection((host, port), timeout=10) as sock:
-        sock.sendall(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n" % size + b"x" * size)
-        return read_response(sock)[0]
+def post_size(host: str, port: int, size: int) -> int:
+    """The status of a POST /echo of `size` bytes to host:port."""
+    return post(port, "/echo", b"x" * size, host=host)[0]
 
 
 def test_file_overrides_defaults(start_server, tmp_path):
     path = write(tmp_path, 'bind = ["127.0.0.2:0"]\nworkers = 3\nmax_body_size = 10\n')
     server = start_server("-c", str(path))
-    assert listening(server) == ["127.0.0.2:0"]  # not the default 127.0.0.1:8000
-    wait_until(lambda: len(workers_of(server)) == 3, 10, message="three workers")
-    assert post("127.0.0.2", server.port, 10) == 200
-    assert post("127.0.0.2", server.port, 11) == 413  # not the default 100 MiB
+    assert addresses(server) == ["127.0.0.2:0"]  # not the default 127.0.0.1:8000
+    wait_until(lambda: len(children(server.proc.pid)) == 3, 10, message="three workers")
+    assert post_size("127.0.0.2", server.port, 10) == 200
+    assert post_size("127.0.0.2", server.port, 11) == 413  # not the default 100 MiB
 
 
 def test_command_line_overrides_file(start_server, tmp_path):
     path = write(tmp_path, 'bind = ["127.0.0.2:0"]\nworkers = 3\nmax_body_size = 10\n')
     server = start_server("-c", str(path), "-b", "127.0.0.3:0", "-w", "1", "--max-body-size", "100")
-    assert listening(server) == ["127.0.0.3:0"]  # the command line's bind replaces the file's
-    assert post("127.0.0.3", server.port, 100) == 200
-    assert post("127.0.0.3", server.port, 101) == 413
-    assert len(workers_of(server)) == 1
+    assert addresses(server) == ["127.0.0.3:0"]  # the command line's bind replaces the file's
+    assert post_size("127.0.0.3", server.port, 100) == 200
+    assert post_size("127.0.0.3", server.port, 101) == 413
+    assert len(children(server.proc.pid)) == 1
     with pytest.raises(OSError):  # nothing on the file's address
         socket.create_connection(("127.0.0.2", server.port), timeout=2).close()
 
@@ -220,7 +211,7 @@ def test_defaults_apply_where_neither_says(start_server, tmp_path):
     """The file sets only bind; the body limit is the default (100 MiB): a 2 MB body passes."""
     path = write(tmp_path, 'bind = ["127.0.0.1:0"]\nworkers = 1\n')
     server = start_server("-c", str(path))
-    assert post("127.0.0.1", server.port, 2 << 20) == 200
+    assert post_size("127.0.0.1", server.port, 2 << 20) == 200
 
 
 # -- the gunicorn compatibility keys ----------------------------------------------------------
@@ -243,7 +234,7 @@ limit_request_field_size = 0
 
 def test_gunicorn_keys_in_a_file_pass_the_check(tmp_path):
     path = write(tmp_path, GUNICORN_KEYS)
-    result = check("-c", str(path), cwd=REPO / "tests" / "apps")
+    result = check("-c", str(path), cwd=APPS)
     assert result.returncode == 0, result.stderr
     assert "configuration ok" in result.stdout
 

@@ -16,11 +16,11 @@ import types
 
 import pytest
 
-from conftest import read_response, wait_until
+from support.client import get, read_response
 from prefork import config as configuration
 from prefork.workers.reactor import EPOLLIN, Reactor
 from prefork.workers.worker import Worker
-from test_resilience import worker_pid
+from support.server import serving_worker_pid
 
 
 class Owner:
@@ -115,13 +115,8 @@ def worker_process():
     os.waitpid(pid, 0)
 
 
-def request(port: int, target: str) -> tuple[int, dict, bytes]:
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-        sock.sendall(f"GET {target} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
-        return read_response(sock)
-
-
-def alive(pid: int) -> bool:
+def still_running(pid: int) -> bool:
+    """Whether our forked child pid has not exited (waitpid: it is ours to reap)."""
     return os.waitpid(pid, os.WNOHANG) == (0, 0)
 
 
@@ -129,21 +124,21 @@ def alive(pid: int) -> bool:
 @pytest.mark.parametrize("target", ["/raise-later", "/raise-in-timer"])
 def test_a_connection_whose_callback_raises_gets_a_500_and_the_others_are_served(worker_process, target):
     pid, port = worker_process
-    assert request(port, "/")[0] == 200
+    assert get(port, "/", timeout=5)[0] == 200
     with socket.create_connection(("127.0.0.1", port), timeout=5) as bystander:
         bystander.sendall(b"GET /slow HTTP/1.1\r\nHost: t\r\n\r\n")  # in flight meanwhile
-        status, headers, _ = request(port, target)
+        status, headers, _ = get(port, target, timeout=5)
         assert (status, headers.get("connection")) == (500, "close")
         assert read_response(bystander)[::2] == (200, b"slow")
-    assert alive(pid)
-    assert request(port, "/")[::2] == (200, b"ok")
+    assert still_running(pid)
+    assert get(port, "/", timeout=5)[::2] == (200, b"ok")
 
 
 @pytest.mark.timeout(30)
 def test_a_content_length_of_4400_digits_is_read_as_its_value_and_the_worker_serves_on(start_server):
     """The request of the audit: int() refuses more than 4,300 digits; nginx reads it as 0."""
     server = start_server("-w", "1", "-b", "127.0.0.1:0")
-    pid = worker_pid(server)
+    pid = serving_worker_pid(server)
     with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
         sock.sendall(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: " + b"0" * 4400 + b"0\r\n\r\n")
         assert read_response(sock)[::2] == (200, b"")
@@ -154,7 +149,7 @@ def test_a_content_length_of_4400_digits_is_read_as_its_value_and_the_worker_ser
         sock.sendall(b"GET /plaintext HTTP/1.1\r\nHost: t\r\n\r\n")
         assert read_response(sock)[0] == 200
     assert time.monotonic() - started < 1.0
-    assert worker_pid(server) == pid
+    assert serving_worker_pid(server) == pid
 
 
 @pytest.mark.timeout(30)

@@ -1,5 +1,5 @@
-"""frame_head(): persistence and framing as RFC 9112 sections 6.3 and 9.3 say, table-tested;
-and the connection's inlined copy of it for whole responses, pinned to it."""
+"""The connection's inlined copy of frame_head() for whole responses, pinned to it (frame_head()
+itself is tested against the RFC by tests/test_frame_head_rfc.py)."""
 
 from __future__ import annotations
 
@@ -12,33 +12,7 @@ from prefork.http.framing import frame_head
 from prefork.workers.reactor import EPOLLIN
 from prefork.workers.worker import Worker
 
-LINE, COMMON, HEADERS = b"HTTP/1.1 200 OK\r\n", b"Server: s\r\nDate: d\r\n", b"Content-Type: text/plain\r\n"
-
-
-@pytest.mark.parametrize("http10, keep_alive, length, status, connection, chunked, persists", [
-    # HTTP/1.1 persists unless closing; a body of unknown length goes chunked (9.3, 6.3 item 4)
-    (False, True, 5, 200, None, False, True),
-    (False, True, None, 200, None, True, True),
-    (False, False, 5, 200, b"close", False, False),
-    (False, False, None, 200, b"close", True, False),
-    # HTTP/1.0 persists only when it asked (keep_alive) and is told so; an unknown length can
-    # only be delimited by closing (6.3 item 8)
-    (True, True, 5, 200, b"keep-alive", False, True),
-    (True, True, None, 200, b"close", False, False),
-    (True, False, 5, 200, b"close", False, False),
-    # 204 and 304 have no body: never chunked, and the connection can stay (6.3 item 1)
-    (False, True, None, 204, None, False, True),
-    (False, True, None, 304, None, False, True),
-    (True, True, None, 304, b"keep-alive", False, True),
-])
-def test_frame_head(http10, keep_alive, length, status, connection, chunked, persists):
-    head, is_chunked, stays = frame_head(LINE, COMMON, HEADERS, http10=http10, keep_alive=keep_alive,
-                                         length=length, status=status)
-    assert head.startswith(LINE + COMMON + HEADERS) and head.endswith(b"\r\n\r\n")
-    lines = head[:-4].split(b"\r\n")
-    assert [l[12:] for l in lines if l.startswith(b"Connection: ")] == ([connection] if connection else [])
-    assert (b"Transfer-Encoding: chunked" in lines) == is_chunked == chunked
-    assert stays == persists
+HEADERS = b"Content-Type: text/plain\r\n"
 
 
 @pytest.mark.parametrize("version, ask", [(b"1.1", b""), (b"1.1", b"Connection: close\r\n"),
@@ -46,8 +20,6 @@ def test_frame_head(http10, keep_alive, length, status, connection, chunked, per
 @pytest.mark.parametrize("stopping", [False, True])
 def test_respond_frames_as_frame_head_does(version, ask, stopping):
     """respond() inlines frame_head() for a whole response: the same head, the same decision."""
-    heads = []
-
     def handler(exchange):
         exchange.respond(200, HEADERS + b"Content-Length: 2\r\n", b"ok")
 

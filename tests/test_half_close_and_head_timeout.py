@@ -7,7 +7,7 @@ import socket
 import time
 
 import pytest
-from conftest import connect, recv_until_closed
+from support.client import connect, recv_until_closed
 
 
 @pytest.mark.parametrize("dispatch", ["inline", "threads"])

@@ -15,7 +15,8 @@ import time
 
 import pytest
 
-from conftest import Server, connect, read_response, recv_until_closed
+from support.client import connect, read_response, recv_until_closed
+from support.server import Server
 
 pytestmark = pytest.mark.timeout(60)
 

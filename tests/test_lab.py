@@ -4,16 +4,14 @@ and the claims the lab is built to show hold on loopback (real servers, real soc
 from __future__ import annotations
 
 import csv
-import os
-import subprocess
 
 import pytest
 
-from conftest import PREFORK, REPO
 from prefork.lab import SWEEP, parse, protocol, unavailable
 from prefork.lab.bench import bench
 from prefork.lab.herd import measure
 from prefork.lab.server import Running
+from support.command import run_prefork
 
 ROUNDS = 100
 
@@ -55,11 +53,9 @@ def test_a_wrong_token_would_be_caught(spec):
 
 
 def test_quick_run_writes_the_csv_and_the_plots(tmp_path):
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
     out = tmp_path / "run"
-    done = subprocess.run([*PREFORK, "lab", "run", "--quick", "--models", "blocking,epoll:edge,reactor",
-                           "--concurrency", "1,8", "--seconds", "0.3", "--experiments", "herd", "--out", str(out)],
-                          env=env, capture_output=True, text=True, timeout=50)
+    done = run_prefork("lab", "run", "--quick", "--models", "blocking,epoll:edge,reactor", "--concurrency", "1,8",
+                       "--seconds", "0.3", "--experiments", "herd", "--out", str(out), timeout=50)
     assert done.returncode == 0, done.stderr + done.stdout
     with open(out / "results.csv") as f:
         rows = list(csv.DictReader(f))

@@ -11,21 +11,16 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
-from conftest import PREFORK, REPO, read_response, wait_until
-from test_master import REQUEST, Load, alive, children, server_socket_owner, title, wait_workers, workers
-
-APPS = str(REPO / "tests" / "apps")
-
-
-def get(port: int, path: str = "/plaintext", timeout: float = 5.0) -> tuple[int, bytes]:
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: test\r\n\r\n".encode())
-        status, _, body = read_response(sock)
-    return status, body
+from support.client import get, read_response
+from support.command import PREFORK, checkout_env, control
+from support.descriptors import connection_owner
+from support.load import REQUEST, Load
+from support.paths import APPS
+from support.polling import wait_until
+from support.processes import alive, children, status_field, title, wait_workers, workers
 
 
 @pytest.mark.timeout(30)
@@ -38,7 +33,7 @@ def test_quit_delivers_a_request_in_flight_then_the_master_exits_0(start_server)
                      b"Content-Length: %d\r\n\r\n" % len(body) + body[:1000])
         # in flight: accepted by the worker (a connection still in the accept queue when the
         # last worker stops is reset when the master exits, as with nginx)
-        wait_until(lambda: server_socket_owner(sock, server.port, [worker]), 5, message="the worker to accept")
+        wait_until(lambda: connection_owner(sock, server.port, [worker]), 5, message="the worker to accept")
         server.send_signal(signal.SIGQUIT)
         wait_until(lambda: "shutting down" in title(worker), 5, message="the worker to shut down")
         assert get_refused_or_queued(server.port)
@@ -86,11 +81,11 @@ def test_workers_drop_privileges_after_the_master_bound_the_socket(start_server)
     nobody = str(pwd.getpwnam("nobody").pw_uid)
 
     def uids():
-        return set(Path(f"/proc/{worker}/status").read_text().split("Uid:")[1].split()[:4])
+        return set(status_field(worker, "Uid").split())
 
     wait_until(lambda: uids() == {nobody}, 5, message="the worker to run as nobody")
-    assert Path(f"/proc/{server.proc.pid}/status").read_text().split("Uid:")[1].split()[0] == "0"
-    assert get(server.port) == (200, b"Hello, World!")
+    assert status_field(server.proc.pid, "Uid").split()[0] == "0"
+    assert get(server.port, "/plaintext")[::2] == (200, b"Hello, World!")
 
 
 @pytest.mark.timeout(30)
@@ -113,7 +108,7 @@ def test_hup_with_a_broken_configuration_keeps_the_workers(start_server, tmp_pat
     conf.write_text('workers = "many"\nbind = ["127.0.0.1:0"]\n')
     server.send_signal(signal.SIGHUP)
     server.wait_for_log(r"reload failed, configuration unchanged: .*prefork.toml.*'workers'")
-    assert get(server.port) == (200, b"Hello, World!")
+    assert get(server.port, "/plaintext")[::2] == (200, b"Hello, World!")
     assert set(workers(server.proc.pid)) == set(before)
     conf.write_text('workers = 1\nbind = ["127.0.0.1:0"]\n')  # fixed: the next HUP applies it
     server.send_signal(signal.SIGHUP)
@@ -127,7 +122,7 @@ def test_a_worker_whose_reactor_blocks_is_killed_after_timeout_its_request_answe
     server = start_server("-w", "1", "-b", "127.0.0.1:0", "--timeout", "2", "--dispatch", "inline",
                           "--chdir", APPS, "blocking:app")
     (hung,) = wait_workers(server.proc.pid, 1)
-    assert get(server.port, "/") == (200, b"ok")
+    assert get(server.port, "/")[::2] == (200, b"ok")
     blocked = socket.create_connection(("127.0.0.1", server.port), timeout=10)
     blocked.sendall(b"GET /block HTTP/1.1\r\nHost: test\r\n\r\n")
     server.wait_for_log(rf"worker 0 \[gen 1\] \(pid {hung}\) timed out: no heartbeat", 8)
@@ -142,7 +137,7 @@ def test_a_worker_whose_reactor_blocks_is_killed_after_timeout_its_request_answe
     assert reply.startswith(b"HTTP/1.1 500 "), reply
     assert b"Connection: close" in reply
     assert "1 request(s) in flight answered with 500" in server.log()
-    assert get(server.port, "/") == (200, b"ok")
+    assert get(server.port, "/")[::2] == (200, b"ok")
     assert "blocking.py" in server.log()  # faulthandler showed where the worker was stuck
 
 
@@ -157,9 +152,7 @@ def test_ps_shows_titles_and_prefork_s_quit_stops_the_server(start_server, tmp_p
     assert sorted(line.split(None, 1)[1] for line in ps.splitlines()[1:]) == [
         "prefork: worker 0 [gen 1]", "prefork: worker 1 [gen 1]"]
     wait_until(pidfile.exists)
-    control = subprocess.run(PREFORK + ["-s", "quit", "--pid", str(pidfile)], capture_output=True, text=True,
-                             timeout=10)
-    assert control.returncode == 0, control.stderr
+    control(pidfile, "quit")
     assert server.proc.wait(10) == 0
     assert not pidfile.exists()
 
@@ -184,7 +177,7 @@ def test_max_requests_recycles_the_worker_without_a_failed_request(start_server)
     master = server.proc.pid
     (first,) = wait_workers(master, 1)
     for _ in range(12):
-        assert get(server.port) == (200, b"Hello, World!")
+        assert get(server.port, "/plaintext")[::2] == (200, b"Hello, World!")
     wait_until(lambda: first not in workers(master) and len(workers(master)) == 1, 5,
                message="a recycled worker")
     server.wait_for_log("requests served, recycling")
@@ -232,7 +225,7 @@ def test_hup_with_an_app_that_no_longer_imports_keeps_the_old_generation(start_s
     module = tmp_path / "deployed.py"
     module.write_text("import os, pathlib\n"  # each worker says it imported the app
                       "pathlib.Path(__file__).with_name(f'imported-{os.getpid()}').touch()\n"
-                      + (Path(APPS) / "blocking.py").read_text())
+                      + (APPS / "blocking.py").read_text())
     server = start_server("-w", "2", "-b", "127.0.0.1:0", "--chdir", str(tmp_path), "deployed:app")
     before = wait_workers(server.proc.pid, 2)
     wait_until(lambda: all((tmp_path / f"imported-{pid}").exists() for pid in before), 5,
@@ -243,7 +236,7 @@ def test_hup_with_an_app_that_no_longer_imports_keeps_the_old_generation(start_s
     assert "a broken deploy" in server.log()
     wait_until(lambda: not [p for p in children(server.proc.pid) if p not in before], 5,
                message="the failed generation to be gone")
-    assert get(server.port, "/") == (200, b"ok")
+    assert get(server.port, "/")[::2] == (200, b"ok")
     assert set(workers(server.proc.pid)) == set(before) and server.proc.poll() is None
 
 
@@ -264,13 +257,13 @@ def test_systemd_socket_activation_serves_the_passed_socket(tmp_path):
     log = tmp_path / "log"
     with open(log, "w") as out:
         proc = subprocess.Popen([sys.executable, "-c", SOCKET_ACTIVATION, *PREFORK], stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+                                stderr=subprocess.STDOUT, start_new_session=True, env=checkout_env())
     try:
         match = wait_until(lambda: re.search(r"listening on 127\.0\.0\.1:(\d+) \(port \1\)", log.read_text()), 10,
                            message="prefork to listen")
         port = int(match.group(1))  # bound by the wrapper: binding it again would fail (EADDRINUSE)
         wait_workers(proc.pid, 2)
-        assert get(port) == (200, b"Hello, World!")
+        assert get(port, "/plaintext")[::2] == (200, b"Hello, World!")
         proc.send_signal(signal.SIGQUIT)
         assert proc.wait(10) == 0
     finally:
@@ -310,12 +303,12 @@ def test_a_worker_killed_by_requests_again_and_again_is_respawned_at_once_each_t
                           "crash_on_request:app")
     for crash in range(6):
         wait_workers(server.proc.pid, 1)
-        assert get(server.port, "/") == (200, b"ok")
+        assert get(server.port, "/")[::2] == (200, b"ok")
         with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
             sock.sendall(b"GET /crash HTTP/1.1\r\nHost: t\r\n\r\n")
             assert sock.recv(1) == b""
         started = time.monotonic()
-        assert get(server.port, "/") == (200, b"ok")  # queued on the slot's socket meanwhile
+        assert get(server.port, "/")[::2] == (200, b"ok")  # queued on the slot's socket meanwhile
         assert time.monotonic() - started < 1.0
     assert server.log().count("exited with code 5; respawning slot 0\n") == 6
     assert "failures in a row" not in server.log()
@@ -364,5 +357,4 @@ CONTROL_SIGNALS = sum(1 << (sig - 1) for sig in (
 
 def blocked_signals(pid: int) -> int:
     """The process's blocked-signal mask, from /proc/PID/status (SigBlk: bit N-1 is signal N)."""
-    status = Path(f"/proc/{pid}/status").read_text()
-    return int(re.search(r"^SigBlk:\s*([0-9a-f]+)$", status, re.MULTILINE).group(1), 16)
+    return int(status_field(pid, "SigBlk"), 16)

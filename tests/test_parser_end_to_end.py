@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 
-from conftest import connect, read_response, recv_until_closed
-
-APPS = str(Path(__file__).resolve().parent / "apps")
+from support.client import connect, read_response, recv_until_closed
+from support.paths import APPS
 
 
 def start_plain(start_server):

@@ -8,14 +8,14 @@ import subprocess
 
 import pytest
 
-from conftest import PREFORK, REPO, read_response
+from support.client import get
+from support.command import run_prefork
 
 pytestmark = pytest.mark.timeout(30)
 
 
 def start_refused(*args) -> tuple[int, str]:
-    done = subprocess.run(PREFORK + list(args), cwd=REPO, capture_output=True, text=True, timeout=20,
-                          stdin=subprocess.DEVNULL)
+    done = run_prefork(*args, timeout=20)
     return done.returncode, done.stdout + done.stderr
 
 
@@ -24,9 +24,7 @@ def test_a_second_prefork_on_the_same_port_exits_1_naming_the_address(start_serv
     code, output = start_refused("-w", "2", "-b", f"127.0.0.1:{first.port}")
     assert code == 1
     assert f"cannot listen on 127.0.0.1:{first.port}: address already in use" in output
-    with socket.create_connection(("127.0.0.1", first.port), timeout=5) as sock:  # still serving
-        sock.sendall(b"GET /plaintext HTTP/1.1\r\nHost: t\r\n\r\n")
-        assert read_response(sock)[0] == 200
+    assert get(first.port, "/plaintext", timeout=5)[0] == 200  # still serving
 
 
 @pytest.mark.parametrize("host, family", [("127.0.0.1", socket.AF_INET), ("::1", socket.AF_INET6)])
@@ -47,9 +45,7 @@ def test_a_reuse_port_socket_of_another_program_is_refused_too(host, family):
 
 def test_a_free_port_still_gets_one_socket_per_worker(start_server):
     server = start_server("-w", "2", "-b", "127.0.0.1:0")
-    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
-        sock.sendall(b"GET /plaintext HTTP/1.1\r\nHost: t\r\n\r\n")
-        assert read_response(sock)[0] == 200
+    assert get(server.port, "/plaintext", timeout=5)[0] == 200
     listening = subprocess.run(["ss", "-Hltn", f"sport = :{server.port}"], capture_output=True, text=True,
                                check=True)  # ss: Debian's iproute2
     assert len(listening.stdout.strip().splitlines()) == 2

@@ -4,16 +4,17 @@
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import signal
 
 import pytest
-from conftest import REPO, connect, read_response, wait_until
-from support.proxies import shared_directory
-from test_config import check
 
-APPS = str(REPO / "tests" / "apps")
+from support.client import connect, read_response
+from support.command import check
+from support.logs import listening
+from support.paths import APPS
+from support.polling import wait_until
+from support.proxies import shared_directory
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="changing user needs root")
@@ -25,9 +26,9 @@ def test_workers_as_nobody_log_to_a_root_only_directory_and_reopen_on_usr1(start
         server = start_server("-w", "1", "-b", "127.0.0.1:0", "--user", "nobody",
                               "--access-log", str(access), "--error-log", str(errors), "--log-level", "info",
                               expect_ports=0)
-        found = wait_until(lambda: errors.exists() and re.search(r"listening on \S+ \(port (\d+)\)", errors.read_text()),
-                           10, message="the listening line")
-        port = int(found.group(1))
+        found = wait_until(lambda: errors.exists() and listening(errors.read_text()), 10,
+                           message="the listening line")
+        port = found[0][1]
         with connect(port) as sock:
             sock.sendall(b"GET /plaintext?first HTTP/1.1\r\nHost: a\r\n\r\n")
             assert read_response(sock)[0] == 200

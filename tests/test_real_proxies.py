@@ -12,10 +12,10 @@ import sys
 
 import httpx
 import pytest
-from conftest import REPO, wait_until
-from support.proxies import haproxy, nginx, shared_directory
 
-APPS = REPO / "tests" / "apps"
+from support.paths import APPS, REPO
+from support.polling import wait_until
+from support.proxies import haproxy, nginx, shared_directory
 
 pytestmark = pytest.mark.slow
 

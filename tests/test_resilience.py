@@ -16,44 +16,19 @@ import shutil
 import socket
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 
-from conftest import connect, read_response, wait_until
+from support.client import connect, read_response
+from support.descriptors import holds_connection, open_files
+from support.paths import APPS
+from support.polling import wait_until
+from support.processes import cpu_seconds, rss, worker_pid
+from support.server import serving_worker_pid
 
 PLAINTEXT = b"GET /plaintext HTTP/1.1\r\nHost: t\r\n\r\n"
 JSON = b"GET /json HTTP/1.1\r\nHost: t\r\n\r\n"
 RSS_BOUND = 10 * 1024 * 1024
-
-
-def worker_pid(server) -> int:
-    """The only worker of a `-w 1` server, once it serves (a request answered on a new socket)."""
-    master = server.proc.pid
-
-    def only_child():
-        children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
-        return int(children[0]) if len(children) == 1 else None
-
-    pid = wait_until(only_child, 10, message="the worker process")
-    with connect(server.port) as sock:
-        sock.sendall(PLAINTEXT)
-        assert read_response(sock)[0] == 200
-    return pid
-
-
-def rss(pid: int) -> int:
-    """Resident set size of pid in bytes."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError(f"no VmRSS for {pid}")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of pid so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def timed_request(port: int) -> float:
@@ -73,7 +48,7 @@ def timed_request(port: int) -> float:
 def test_slowloris_is_cut_at_header_timeout(start_server):
     header_timeout = 2.0
     server = start_server("-w", "1", "-b", "127.0.0.1:0", "--header-timeout", str(header_timeout))
-    worker_pid(server)
+    serving_worker_pid(server)
     # Three kinds of trickle: a head that never ends in time; the same after a first request on
     # a keep-alive connection; and empty lines, which may precede a request line (RFC 9112 2.2)
     # but must not make the connection look idle either.
@@ -195,7 +170,7 @@ def send_until_stalled(sock: socket.socket, chunks, pid: int, stall: float = 1.5
 def test_echo_client_that_never_reads_cannot_grow_the_worker(start_server):
     server = start_server("-w", "1", "-b", "127.0.0.1:0", "-b", "echo://127.0.0.1:0")
     http_port, echo_port = server.ports
-    pid = worker_pid(server)
+    pid = serving_worker_pid(server)
     with connect(echo_port) as probe:  # warm the echo path up before the baseline
         probe.sendall(b"ping" * 1000)
         got = b""
@@ -247,7 +222,7 @@ def test_echo_client_that_never_reads_cannot_grow_the_worker(start_server):
 @pytest.mark.timeout(90)
 def test_pipelining_client_that_never_reads_cannot_grow_the_worker(start_server):
     server = start_server("-w", "1", "-b", "127.0.0.1:0")
-    pid = worker_pid(server)
+    pid = serving_worker_pid(server)
     baseline = rss(pid)
     batch = (PLAINTEXT + JSON) * 500  # a thousand requests per chunk
     with connect(server.port) as sock:
@@ -288,27 +263,10 @@ def test_pipelining_client_that_never_reads_cannot_grow_the_worker(start_server)
         assert peak - baseline < RSS_BOUND, f"RSS grew by {(peak - baseline) >> 10} KiB"
 
 
-def worker_holds_connection(pid: int, server_port: int, client_port: int) -> bool:
-    """Whether the worker still has a descriptor for the TCP connection server_port<->client_port."""
-    inodes = set()
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        fields = line.split()
-        local, remote = fields[1], fields[2]
-        if local.endswith(f":{server_port:04X}") and remote.endswith(f":{client_port:04X}"):
-            inodes.add(f"socket:[{fields[9]}]")
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            if os.readlink(f"/proc/{pid}/fd/{fd}") in inodes:
-                return True
-        except FileNotFoundError:
-            pass
-    return False
-
-
 @pytest.mark.timeout(60)
 def test_stalled_body_gets_408_and_stalled_write_is_cut(start_server):
     server = start_server("-w", "1", "-b", "127.0.0.1:0", "--body-timeout", "1", "--send-timeout", "1")
-    pid = worker_pid(server)
+    pid = serving_worker_pid(server)
     # A body that stops coming: 408 after body_timeout, then the connection closes.
     with connect(server.port) as sock:
         sock.sendall(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc")
@@ -327,8 +285,8 @@ def test_stalled_body_gets_408_and_stalled_write_is_cut(start_server):
         client_port = sock.getsockname()[1]
         sock.sendall(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
         sent = time.monotonic()
-        assert worker_holds_connection(pid, server.port, client_port)
-        wait_until(lambda: not worker_holds_connection(pid, server.port, client_port), 10, 0.05,
+        assert holds_connection(pid, server.port, client_port)
+        wait_until(lambda: not holds_connection(pid, server.port, client_port), 10, 0.05,
                    message="the stalled write to be cut")
         assert 0.8 <= time.monotonic() - sent < 5
         sock.settimeout(10)
@@ -358,7 +316,7 @@ def lower_nofile(pid: int, limit: int) -> None:
 @pytest.mark.timeout(60)
 def test_emfile_does_not_spin_and_service_resumes(start_server):
     server = start_server("-w", "1", "-b", "127.0.0.1:0")
-    pid = worker_pid(server)
+    pid = serving_worker_pid(server)
     lower_nofile(pid, 64)
     flood = []
     try:
@@ -386,7 +344,7 @@ def test_emfile_does_not_spin_and_service_resumes(start_server):
 @pytest.mark.timeout(60)
 def test_worker_connections_caps_open_connections(start_server):
     server = start_server("-w", "1", "-b", "127.0.0.1:0", "--worker-connections", "10", "--keepalive", "60")
-    worker_pid(server)
+    serving_worker_pid(server)
     idle = []
     for _ in range(10):  # ten connections, each proven accepted by a response, then left idle
         sock = connect(server.port)
@@ -412,7 +370,7 @@ def test_half_closed_client_waiting_for_a_slow_answer_costs_no_cpu(start_server)
     """A client that shuts down its sending side after its request still gets the answer, and
     the socket at EOF (readable forever under level-triggered epoll) does not make the worker spin."""
     server = start_server("-w", "1", "-b", "127.0.0.1:0", "--threads", "2")
-    pid = worker_pid(server)
+    pid = serving_worker_pid(server)
     sock = connect(server.port)
     sock.sendall(b"GET /sleep?ms=1500 HTTP/1.1\r\nHost: a\r\n\r\n")
     sock.shutdown(socket.SHUT_WR)
@@ -426,19 +384,12 @@ def test_half_closed_client_waiting_for_a_slow_answer_costs_no_cpu(start_server)
 
 def open_spool_files(pid: int) -> int:
     """Descriptors of the worker that point at deleted temporary files (spooled bodies)."""
-    count = 0
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            if os.readlink(f"/proc/{pid}/fd/{fd}").endswith("(deleted)"):
-                count += 1
-        except OSError:
-            pass
-    return count
+    return sum(target.endswith("(deleted)") for target in open_files(pid))
 
 
 def test_an_abandoned_upload_releases_its_spool_file_at_once(start_server):
     server = start_server("-w", "1", "-b", "127.0.0.1:0", "--body-buffer-size", "1000")
-    pid = worker_pid(server)
+    pid = serving_worker_pid(server)
     sock = connect(server.port)
     sock.sendall(b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 100000\r\n\r\n" + b"x" * 50000)
     wait_until(lambda: open_spool_files(pid) == 1, 5, message="the body to be spooled to a file")
@@ -450,7 +401,7 @@ def test_an_abandoned_upload_releases_its_spool_file_at_once(start_server):
 @pytest.mark.timeout(60)
 def test_out_of_descriptors_while_spooling_a_body_is_a_503_and_the_worker_serves_on(start_server):
     server = start_server("-w", "1", "-b", "127.0.0.1:0", "--body-buffer-size", "1024", "--keepalive", "60")
-    pid = worker_pid(server)
+    pid = serving_worker_pid(server)
     idle = []
     try:
         for _ in range(10):  # keep-alive clients the worker must not cut
@@ -472,7 +423,7 @@ def test_out_of_descriptors_while_spooling_a_body_is_a_503_and_the_worker_serves
         for sock in idle:  # every keep-alive client is still served by the same worker
             sock.sendall(PLAINTEXT)
             assert read_response(sock)[0] == 200
-        assert worker_pid(server) == pid
+        assert serving_worker_pid(server) == pid
     finally:
         for sock in idle:
             sock.close()
@@ -487,12 +438,12 @@ def test_the_open_file_limit_is_raised_for_worker_connections(start_server):
         pytest.skip("the hard open-file limit is below 4096")
     server = start_server("-w", "1", "-b", "127.0.0.1:0", "--worker-connections", "1000",
                           wrapper=["prlimit", "--nofile=256:4096"])
-    pid = worker_pid(server)
+    pid = serving_worker_pid(server)
     assert resource.prlimit(pid, resource.RLIMIT_NOFILE) == (2064, 4096)
     assert "open-file limit" not in server.log()
     low = start_server("-w", "1", "-b", "127.0.0.1:0", "--worker-connections", "5000",
                        wrapper=["prlimit", "--nofile=256:4096"])
-    assert resource.prlimit(worker_pid(low), resource.RLIMIT_NOFILE) == (4096, 4096)
+    assert resource.prlimit(serving_worker_pid(low), resource.RLIMIT_NOFILE) == (4096, 4096)
     low.wait_for_log(r"open-file limit 4096 \(hard limit 4096\) is below the 5064 that worker_connections = 5000 needs")
 
 
@@ -502,7 +453,7 @@ def test_http_echo_of_large_uploads_to_clients_that_never_read_keeps_the_worker_
     """/echo sends a spooled body back from its file: five 20 MiB uploads answered to clients
     that read nothing cost the worker socket buffers, not the bodies."""
     server = start_server("-w", "1", "-b", "127.0.0.1:0")
-    pid = worker_pid(server)
+    pid = serving_worker_pid(server)
     baseline = rss(pid)
     size = 20 << 20
     clients = []
@@ -530,10 +481,8 @@ def test_http_echo_of_large_uploads_to_clients_that_never_read_keeps_the_worker_
 @pytest.mark.parametrize("dispatch", ["inline", "threads"])
 def test_a_large_list_body_to_clients_that_never_read_is_not_copied_whole(start_server, dispatch):
     server = start_server("-w", "1", "-b", "127.0.0.1:0", "--dispatch", dispatch,
-                          "--chdir", str(Path(__file__).parent / "apps"), "plain:raw")
-    master = server.proc.pid
-    pid = int(wait_until(lambda: Path(f"/proc/{master}/task/{master}/children").read_text().split(), 10,
-                         message="the worker")[0])
+                          "--chdir", APPS, "plain:raw")
+    pid = worker_pid(server)
     with connect(server.port) as sock:  # the app is loaded, its first answers given
         for _ in range(3):
             sock.sendall(b"GET /big-list?mb=1 HTTP/1.1\r\nHost: a\r\n\r\n")

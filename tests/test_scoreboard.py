@@ -9,12 +9,10 @@ import time
 
 import pytest
 
-from conftest import REPO
 from prefork.master.scoreboard import Scoreboard
 from prefork.workers.stats import ResponseStats
-from test_master import wait_workers
-
-APPS = str(REPO / "tests" / "apps")
+from support.paths import APPS
+from support.processes import wait_workers
 
 
 class FakeWorker:

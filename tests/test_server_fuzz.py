@@ -9,8 +9,9 @@ import socket
 import time
 
 import pytest
-from conftest import connect, read_response
-from test_resilience import worker_pid
+
+from support.client import connect, read_response
+from support.server import serving_worker_pid
 
 SEEDS = [
     b"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
@@ -45,7 +46,7 @@ def mutate(rng: random.Random, data: bytes) -> bytes:
 def test_random_bytes_on_many_connections_never_crash_the_worker(start_server):
     server = start_server("-w", "1", "-b", "127.0.0.1:0", "--header-timeout", "1", "--body-timeout", "1",
                           "--keepalive", "1")
-    pid = worker_pid(server)
+    pid = serving_worker_pid(server)
     rng = random.Random(20261203)
     selector = selectors.DefaultSelector()
     deadline = time.monotonic() + 10
@@ -89,7 +90,7 @@ def test_random_bytes_on_many_connections_never_crash_the_worker(start_server):
                 pass
             sock.close()
     selector.close()
-    assert worker_pid(server) == pid, "the worker was replaced: it crashed"
+    assert serving_worker_pid(server) == pid, "the worker was replaced: it crashed"
     with connect(server.port) as sock:
         sock.sendall(b"GET /plaintext HTTP/1.1\r\nHost: a\r\n\r\n")
         assert read_response(sock)[:3:2] == (200, b"Hello, World!")

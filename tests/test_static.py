@@ -9,14 +9,18 @@ from __future__ import annotations
 import os
 import re
 import socket
-import subprocess
 import time
 from email.utils import formatdate
 from pathlib import Path
 
 import pytest
 
-from conftest import PREFORK, REPO, Server, connect, read_head, read_response, wait_until
+from support.client import connect, get, read_head, read_response
+from support.command import check
+from support.descriptors import open_files
+from support.polling import wait_until
+from support.processes import worker_pid
+from support.server import Server
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -60,14 +64,6 @@ def port(tree):
     server = Server(["-w", "1", "-b", "127.0.0.1:0", "--static-root", str(tree / "root")])
     yield server.port
     server.stop()
-
-
-def get(port: int, target: str, *headers: str, method: str = "GET"):
-    """One request exactly as written on a fresh connection; (status, headers, body)."""
-    with connect(port) as sock:
-        lines = "".join(h + "\r\n" for h in headers)
-        sock.sendall(f"{method} {target} HTTP/1.1\r\nHost: t\r\n{lines}\r\n".encode())
-        return read_response(sock)
 
 
 ETAG = '"%x-%x"' % (MTIME, len(TEXT))
@@ -262,40 +258,25 @@ def test_range_of_large_file_and_if_range(port):
     assert get(port, "/static/a.txt", "Range: bytes=0-1", 'If-Range: "old"')[::2] == (200, TEXT)
 
 
-def _worker_pid(server: Server) -> int:
-    children = Path(f"/proc/{server.proc.pid}/task/{server.proc.pid}/children")
-    return wait_until(lambda: [int(p) for p in children.read_text().split()], message="a worker")[0]
-
-
-def _open_on(pid: int, path: Path) -> int:
-    count = 0
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            count += os.readlink(f"/proc/{pid}/fd/{fd}") == str(path)
-        except FileNotFoundError:
-            pass
-    return count
-
-
 def test_stalled_download_blocks_nobody_and_closes_its_file_on_abort(start_server, tmp_path):
     big = tmp_path / "big.bin"
     with open(big, "wb") as f:
         f.truncate(64 * 1024 * 1024)  # sparse: more than the socket buffers hold
     server = start_server("-w", "1", "-b", "127.0.0.1:0", "--static-root", str(tmp_path))
-    worker = _worker_pid(server)
+    worker = worker_pid(server)
     reader = socket.socket()
     reader.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     reader.connect(("127.0.0.1", server.port))
     reader.sendall(b"GET /static/big.bin HTTP/1.1\r\nHost: t\r\n\r\n")
     reader.recv(100)  # the response started; now it stalls, unread
-    wait_until(lambda: _open_on(worker, big) == 1, message="the file open in the worker")
+    wait_until(lambda: open_files(worker).count(str(big)) == 1, message="the file open in the worker")
     # The same single worker keeps serving while that file waits for EPOLLOUT.
     with connect(server.port) as sock:
         sock.sendall(b"GET /plaintext HTTP/1.1\r\nHost: t\r\n\r\n")
         assert read_response(sock)[::2] == (200, b"Hello, World!")
-    assert _open_on(worker, big) == 1
+    assert open_files(worker).count(str(big)) == 1
     reader.close()  # unread data: the kernel resets the connection
-    wait_until(lambda: _open_on(worker, big) == 0, message="the file closed after the abort")
+    wait_until(lambda: open_files(worker).count(str(big)) == 0, message="the file closed after the abort")
     with connect(server.port) as sock:  # the whole file, far beyond what one sendfile turn sends
         sock.sendall(b"GET /static/big.bin HTTP/1.1\r\nHost: t\r\n\r\n"
                      b"GET /static/big.bin HTTP/1.1\r\nHost: t\r\nRange: bytes=-3\r\n\r\n")
@@ -303,7 +284,7 @@ def test_stalled_download_blocks_nobody_and_closes_its_file_on_abort(start_serve
         status, _, body = read_response(sock, buf)
         assert (status, len(body)) == (200, 64 * 1024 * 1024) and body.count(0) == len(body)
         assert read_response(sock, buf)[::2] == (206, b"\0\0\0")
-    wait_until(lambda: _open_on(worker, big) == 0, message="the file closed once sent")
+    wait_until(lambda: open_files(worker).count(str(big)) == 0, message="the file closed once sent")
 
 
 def test_without_static_root_there_is_no_static(start_server, tmp_path):
@@ -374,26 +355,20 @@ def test_static_tables_mount_more_roots(start_server, tmp_path):
 def test_bad_static_tables_are_refused_naming_key_value_and_file(tmp_path, tables, message):
     conf = tmp_path / "bad.toml"
     conf.write_text(tables + "\n")
-    result = check(["-c", str(conf)])
+    result = check("-c", str(conf))
     assert result.returncode != 0
     assert re.search(re.escape(str(conf)) + ": " + message, result.stderr), result.stderr
-
-
-def check(args: list[str]) -> subprocess.CompletedProcess:
-    """`prefork -t ARGS` with this checkout's code."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-    return subprocess.run(PREFORK + ["-t", *args], capture_output=True, text=True, timeout=30, env=env)
 
 
 def test_check_reports_a_missing_mount_root_and_static_is_file_only(tmp_path):
     conf = tmp_path / "site.toml"
     conf.write_text('[[static]]\nurl = "/assets"\nroot = "%s"\n' % (tmp_path / "nowhere"))
-    result = check(["-c", str(conf)])
+    result = check("-c", str(conf))
     assert result.returncode != 0
     assert f"invalid value '{tmp_path / 'nowhere'}' for key 'static' (url '/assets'): root: no such directory" \
         in result.stderr + result.stdout
     conf.write_text('static_root = "%s"\n[[static]]\nurl = "/static/"\nroot = "%s"\n' % (tmp_path, tmp_path))
-    result = check(["-c", str(conf)])
+    result = check("-c", str(conf))
     assert "for key 'static': static_root is mounted there already" in result.stderr
     from prefork.cli import build_parser
 

@@ -10,17 +10,12 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import REPO, read_response, wait_until
-from test_master import wait_workers
+from support.client import get, read_response
+from support.paths import APPS
+from support.polling import wait_until
+from support.processes import wait_workers
 
-APPS = str(REPO / "tests" / "apps")
 pytestmark = pytest.mark.timeout(40)
-
-
-def get(port: int, path: str) -> tuple[int, dict, bytes]:
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
-        return read_response(sock)
 
 
 def status(port: int) -> dict:

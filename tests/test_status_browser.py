@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import os
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -21,7 +20,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import connect, read_response, wait_until
+from support.client import connect, read_response
+from support.polling import wait_until
+from support.ports import free_port
+from support.processes import stop_group
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -63,12 +65,6 @@ class Load:
         for thread in self.threads:
             thread.join(timeout=10)
         assert not self.errors, self.errors
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Browser:
@@ -113,12 +109,7 @@ class Browser:
             self._call("DELETE", self.session)
         finally:
             self.http.close()
-            self.driver.terminate()
-            try:
-                self.driver.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.driver.kill()
-                self.driver.wait()
+            stop_group(self.driver, timeout=10)  # chromedriver, and any Chromium it left behind
 
 
 def shown_rate(browser: Browser) -> float:

@@ -9,10 +9,12 @@ import time
 
 import pytest
 
-from conftest import REPO, read_response, wait_until
-from test_master import alive, server_socket_owner, wait_workers
+from support.client import read_response
+from support.descriptors import connection_owner
+from support.paths import APPS
+from support.polling import wait_until
+from support.processes import alive, wait_workers
 
-APPS = str(REPO / "tests" / "apps")
 pytestmark = pytest.mark.timeout(40)
 
 
@@ -24,7 +26,7 @@ def slow_request(port: int, ms: int) -> socket.socket:
 
 def accepted(sock: socket.socket, server, worker: int) -> None:
     """The worker holds the connection: its request is read now or at the drain's first look."""
-    wait_until(lambda: server_socket_owner(sock, server.port, [worker]), 5, message="the worker to accept")
+    wait_until(lambda: connection_owner(sock, server.port, [worker]), 5, message="the worker to accept")
 
 
 @pytest.mark.slow
@@ -70,3 +72,19 @@ def test_int_stops_at_once(start_server):
         assert time.monotonic() - started < 5
         assert sock.recv(100) == b""  # a fast stop does not wait for the app
     assert "fast shutdown (INT)" in server.log()
+
+
+def test_drain_and_resume_sent_to_the_whole_process_group_kill_no_worker(start_server):
+    """`kill -s SIGRTMIN+1 -- -PGID` (or a supervisor signalling every process) reaches the
+    workers too: they ignore the master's real-time signals (their default action would end them)."""
+    import os
+
+    server = start_server("-w", "2", "-b", "127.0.0.1:0")
+    workers = wait_workers(server.proc.pid, 2)
+    for sig in (signal.SIGRTMIN + 1, signal.SIGRTMIN + 2):
+        os.killpg(os.getpgid(server.proc.pid), sig)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert read_response(sock)[0] in (200, 503)
+    assert all(alive(pid) for pid in workers)
+    assert wait_workers(server.proc.pid, 2) == workers

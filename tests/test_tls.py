@@ -22,12 +22,13 @@ import time
 
 import pytest
 
-from conftest import REPO, read_response, recv_until_closed, wait_until
-from test_master import Load, wait_workers, workers
+from support.client import read_response, recv_until_closed
+from support.load import Load
+from support.paths import APPS
+from support.processes import wait_workers, workers
 
 pytestmark = pytest.mark.timeout(90)
 
-APPS = str(REPO / "tests" / "apps")
 LOG_PROBLEMS = ("Traceback", "crashed", "Exception")
 REQUEST = b"GET /plaintext HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
 
@@ -171,7 +172,7 @@ def test_a_wsgi_file_wrapper_over_tls_is_byte_exact(start_server, certificates, 
     path = tmp_path / "file.bin"
     data = os.urandom(3 * 1024 * 1024 + 17)
     path.write_bytes(data)
-    server = start_tls(start_server, certificates, "plain:raw", "--chdir", APPS)
+    server = start_tls(start_server, certificates, "plain:raw", "--chdir", str(APPS))
     with tls_connect(server.port, client_context(certificates)) as sock:
         status, _, body = get(sock, f"/file?path={path}")
         assert status == 200 and body == data
@@ -198,7 +199,7 @@ def test_keep_alive_and_three_pipelined_requests(start_server, certificates):
 
 
 def test_wsgi_url_scheme_is_https(start_server, certificates):
-    server = start_tls(start_server, certificates, "plain:app", "--chdir", APPS)
+    server = start_tls(start_server, certificates, "plain:app", "--chdir", str(APPS))
     with tls_connect(server.port, client_context(certificates)) as sock:
         buffer = bytearray()
         environs = []

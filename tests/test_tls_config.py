@@ -13,20 +13,14 @@ import subprocess
 
 import pytest
 
-from conftest import PREFORK, REPO, wait_until
-from test_config import check
-from test_master import wait_workers, workers
+from support.command import check, run_prefork
+from support.polling import wait_until
+from support.processes import wait_workers, workers
 
 from prefork import config as configuration
 from prefork.master.sockets import bind_all
 
 pytestmark = pytest.mark.timeout(60)
-
-
-def start_and_fail(*args) -> subprocess.CompletedProcess:
-    """Run `prefork ARGS`, which must give up by itself."""
-    return subprocess.run(PREFORK + list(args), cwd=REPO, capture_output=True, text=True, timeout=30,
-                          stdin=subprocess.DEVNULL)
 
 
 # -- which listeners speak TLS ------------------------------------------------------------------
@@ -113,7 +107,7 @@ def test_the_file_takes_numbers_for_cert_reqs_and_the_version(tmp_path, certific
     (["--certfile", "c.pem", "--proxy-protocol"], "proxy_protocol", True, "terminate TLS in the proxy"),
 ])
 def test_settings_that_cannot_work_are_refused_before_anything_binds(args, key, value, why):
-    for result in (check(*args), start_and_fail("-w", "1", *args)):
+    for result in (check(*args), run_prefork("-w", "1", *args)):
         assert result.returncode in (1, 2), result.stderr
         assert "listening" not in result.stderr
         if why is None:  # argparse's own refusal of a choice
@@ -162,7 +156,7 @@ def test_a_bad_certificate_or_key_is_named_by_the_check_and_stops_the_start(case
     assert result.returncode == 1, result.stderr
     assert expected in result.stderr and why in result.stderr, result.stderr
     assert "configuration invalid" in result.stderr
-    result = start_and_fail("-w", "1", "-b", "127.0.0.1:0", *args)
+    result = run_prefork("-w", "1", "-b", "127.0.0.1:0", *args)
     assert result.returncode == 1, result.stderr
     assert expected in result.stderr and why in result.stderr, result.stderr
     assert "listening" not in result.stderr and "Traceback" not in result.stderr

@@ -10,11 +10,13 @@ import os
 
 import pytest
 
-from conftest import REPO, connect, read_head, read_response, recv_until_closed, wait_until
+from support.client import connect, read_head, read_response, recv_until_closed
+from support.command import check
+from support.logs import assert_clean
+from support.paths import APPS
+from support.polling import wait_until
 
-APPS = str(REPO / "tests" / "apps")
 DISPATCH = ["inline", "threads"]
-LOG_PROBLEMS = ("Traceback", "AssertionError", "WSGIWarning", "garbage collected")
 
 
 def start_app(start_server, spec, dispatch, *args):
@@ -35,12 +37,6 @@ def read_head_and_rest(sock, buf):
     """A response to HEAD: the head only, whatever its Content-Length says; and what follows it."""
     status, headers = read_head(sock, buf)
     return status, headers, bytes(buf)
-
-
-def assert_clean(server):
-    log = server.log()
-    for problem in LOG_PROBLEMS:
-        assert problem not in log, f"{problem} in the server log:\n{log}"
 
 
 @pytest.mark.parametrize("dispatch", DISPATCH)
@@ -101,7 +97,7 @@ def test_validated_app_routes(start_server, dispatch):
         get(sock, buf, "/closable")
         get(sock, buf, "/stream-length")
         assert json.loads(get(sock, buf, "/closes")[2])["closes"] == before + 2
-    assert_clean(server)
+    assert_clean(server.log())
 
 
 @pytest.mark.parametrize("dispatch", DISPATCH)
@@ -162,7 +158,7 @@ def test_file_wrapper_is_sent_with_sendfile(start_server, dispatch, tmp_path):
         counts = json.loads(get(sock, buf, "/closes")[2])
         assert counts["file_reads"] == 0  # os.sendfile, never read() in Python
         assert get(sock, buf, "/hello")[2] == b"Hello, World!"  # keep-alive after a file
-    assert_clean(server)
+    assert_clean(server.log())
 
 
 @pytest.mark.parametrize("dispatch", DISPATCH)
@@ -176,7 +172,7 @@ def test_file_wrapper_under_the_validator_is_iterated(start_server, dispatch, tm
         status, headers, body = get(sock, buf, f"/file?path={path}")
         assert (status, body == data) == (200, True)
         assert json.loads(get(sock, buf, "/closes")[2])["file_reads"] > 0
-    assert_clean(server)
+    assert_clean(server.log())
 
 
 @pytest.mark.parametrize("dispatch", DISPATCH)
@@ -193,7 +189,7 @@ def test_http10_body_without_length_ends_with_the_connection(start_server, dispa
         sock.sendall(b"GET /environ HTTP/1.0\r\n\r\n")
         environ = json.loads(recv_until_closed(sock).partition(b"\r\n\r\n")[2])
     assert (environ["SERVER_NAME"], environ["SERVER_PORT"]) == ("127.0.0.1", str(server.port))
-    assert_clean(server)
+    assert_clean(server.log())
 
 
 def test_pipelined_requests_are_answered_in_order_by_threads(start_server):
@@ -208,16 +204,13 @@ def test_pipelined_requests_are_answered_in_order_by_threads(start_server):
         bodies = [read_response(sock, buf)[2] for _ in range(4)]
     assert bodies[:3] == [b"slept", b"Hello, World!", b"aabb"]
     assert json.loads(bodies[3])["size"] == 5 and json.loads(bodies[3])["content_length"] == "5"
-    assert_clean(server)
+    assert_clean(server.log())
 
 
 def test_factory_and_load_errors(start_server, tmp_path):
     server = start_app(start_server, "plain:create_app()", "inline")
     with connect(server.port) as sock:
         assert get(sock, bytearray(), "/hello")[2] == b"Hello, World!"
-    import subprocess
-    from conftest import PREFORK
-
     checks = {
         "nosuchmodule:app": "no module named 'nosuchmodule'",
         "plain:missing": "module 'plain' has no attribute 'missing'",
@@ -225,7 +218,7 @@ def test_factory_and_load_errors(start_server, tmp_path):
         "plain:bad name": "expected module:callable",
     }
     for spec, message in checks.items():
-        result = subprocess.run(PREFORK + ["-t", spec, "--chdir", APPS], capture_output=True, text=True, timeout=30)
+        result = check(spec, "--chdir", APPS)
         assert result.returncode == 1 and message in result.stderr, (spec, result.stderr)
 
 
@@ -241,7 +234,7 @@ def test_large_streams_pause_and_resume(start_server, dispatch):
         assert (status, headers["transfer-encoding"], len(body)) == (200, "chunked", 3_000_000)
         assert body == b"".join(bytes([97 + i % 26]) * 1000 for i in range(3000))
         assert get(sock, buf, "/hello")[2] == b"Hello, World!"
-    assert_clean(server)
+    assert_clean(server.log())
 
 
 @pytest.mark.parametrize("dispatch", DISPATCH)
@@ -250,7 +243,7 @@ def test_an_app_closing_wsgi_input_harms_no_later_request(start_server, dispatch
     sock, buf = connect(server.port), bytearray()
     for body in (b"", b"abc", b"", b""):
         assert get(sock, buf, "/", method="POST" if body else "GET", body=body)[2] == b"read %d bytes" % len(body)
-    assert_clean(server)
+    assert_clean(server.log())
 
 
 def recv_until_ends_with(sock, tail: bytes) -> bytes:
@@ -314,7 +307,7 @@ def test_http10_stream_framed_only_by_the_close_ends_with_it(start_server, dispa
     head, _, body = raw.partition(b"\r\n\r\n")
     assert b"X-Content-Length: 13" in head.split(b"\r\n") and b"Connection: close" in head.split(b"\r\n")
     assert b"chunked" not in head.lower() and body == b"streamed body"
-    assert_clean(server)
+    assert_clean(server.log())
 
 
 @pytest.mark.parametrize("dispatch", DISPATCH)

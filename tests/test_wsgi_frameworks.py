@@ -10,10 +10,8 @@ import os
 import httpx
 import pytest
 
-from conftest import REPO
-
-APPS = str(REPO / "tests" / "apps")
-LOG_PROBLEMS = ("Traceback", "AssertionError", "WSGIWarning", "garbage collected")
+from support.logs import assert_clean
+from support.paths import APPS
 
 
 @pytest.fixture(scope="module")
@@ -55,5 +53,4 @@ def test_framework(start_server, framework, dispatch, files):
         assert r.status_code == 200 and r.content == download.read_bytes()
         assert r.headers["content-length"] == str(download.stat().st_size)
     for s in (server, raw):
-        log = s.log()
-        assert not any(problem in log for problem in LOG_PROBLEMS), log
+        assert_clean(s.log())

@@ -4,17 +4,17 @@ values stripped of surrounding whitespace, control characters and impossible sta
 
 from __future__ import annotations
 
-import pytest
-from conftest import REPO, connect, read_head, read_response
 from urllib.parse import quote
 
-APPS = str(REPO / "tests" / "apps")
+import pytest
+
+from support.client import connect, read_response
+from support.paths import APPS
+from support.server import Server
 
 
 @pytest.fixture(scope="module", params=["inline", "threads"])
 def app_server(request):
-    from conftest import Server
-
     server = Server(["-w", "1", "-b", "127.0.0.1:0", "--dispatch", request.param, "--chdir", APPS, "plain:raw"])
     yield server
     server.stop()

@@ -4,48 +4,26 @@ import json
 import socket
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
-from conftest import REPO, connect, read_response, wait_until
-
-APPS = str(REPO / "tests" / "apps")
-
-
-def worker_pid(server) -> int:
-    """The one worker: the master's child process."""
-    def child():
-        children = Path(f"/proc/{server.proc.pid}/task/{server.proc.pid}/children").read_text().split()
-        return int(children[0]) if len(children) == 1 else None
-    return wait_until(child, 10, message="the worker process")
-
-
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise AssertionError(f"no VmRSS for {pid}")
-
-
-def fetch(port: int, target: str) -> tuple[int, bytes]:
-    with connect(port) as sock:
-        sock.sendall(f"GET {target} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-        status, _, body = read_response(sock)
-    return status, body
+from support.client import connect, get, read_response
+from support.paths import APPS
+from support.polling import wait_until
+from support.processes import rss, worker_pid
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(30)
 def test_blocking_requests_run_on_the_threads_while_the_reactor_keeps_answering(start_server):
     server = start_server("-w", "1", "--threads", "4", "-b", "127.0.0.1:0")
-    assert fetch(server.port, "/sleep?ms=0") == (200, b"slept 0 ms\n")  # threads started
+    assert get(server.port, "/sleep?ms=0")[::2] == (200, b"slept 0 ms\n")  # threads started
     results = []
     plaintext_latencies = []
     started = time.monotonic()
 
     def sleeper():
-        results.append(fetch(server.port, "/sleep?ms=200"))
+        results.append(get(server.port, "/sleep?ms=200")[::2])
 
     sleepers = [threading.Thread(target=sleeper) for _ in range(40)]
     for thread in sleepers:
@@ -77,9 +55,9 @@ def test_a_client_that_stops_reading_does_not_grow_the_worker(start_server, disp
     server = start_server("plain:raw", "--chdir", APPS, "-w", "1", "-b", "127.0.0.1:0",
                           "--dispatch", dispatch, "--threads", "1")
     pid = worker_pid(server)
-    assert fetch(server.port, "/hello") == (200, b"Hello, World!")
-    closes_before = json.loads(fetch(server.port, "/closes")[1])["closes"]
-    baseline = rss_kib(pid)
+    assert get(server.port, "/hello")[::2] == (200, b"Hello, World!")
+    closes_before = json.loads(get(server.port, "/closes")[2])["closes"]
+    baseline = rss(pid) // 1024
     stalled = connect(server.port)
     stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
     stalled.sendall(b"GET /big?mb=100 HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -89,26 +67,26 @@ def test_a_client_that_stops_reading_does_not_grow_the_worker(start_server, disp
     peak = baseline
     deadline = time.monotonic() + 1.5
     while time.monotonic() < deadline:
-        peak = max(peak, rss_kib(pid))
+        peak = max(peak, rss(pid) // 1024)
         time.sleep(0.05)
     assert peak - baseline < 10 * 1024, f"worker RSS grew by {(peak - baseline) // 1024} MB"
     if dispatch == "inline":
-        assert fetch(server.port, "/hello") == (200, b"Hello, World!")  # the Reactor is not stuck
+        assert get(server.port, "/hello")[::2] == (200, b"Hello, World!")  # the Reactor is not stuck
     stalled.close()  # the producer must be released and the body's close() called
-    wait_until(lambda: json.loads(fetch(server.port, "/closes")[1])["closes"] == closes_before + 1, 10,
+    wait_until(lambda: json.loads(get(server.port, "/closes")[2])["closes"] == closes_before + 1, 10,
                message="close() of the abandoned body")
-    assert fetch(server.port, "/sleep?ms=1") == (200, b"slept")
+    assert get(server.port, "/sleep?ms=1")[::2] == (200, b"slept")
     assert "Traceback" not in server.log()
 
 
 @pytest.mark.parametrize("dispatch", ["inline", "threads"])
 def test_builtin_demo_routes(start_server, dispatch):
     server = start_server("-w", "1", "-b", "127.0.0.1:0", "--dispatch", dispatch)
-    assert fetch(server.port, "/cpu?ms=20") == (200, b"burned 20 ms of CPU\n")
-    assert fetch(server.port, "/sleep?ms=20") == (200, b"slept 20 ms\n")
+    assert get(server.port, "/cpu?ms=20")[::2] == (200, b"burned 20 ms of CPU\n")
+    assert get(server.port, "/sleep?ms=20")[::2] == (200, b"slept 20 ms\n")
     for bad in ("/sleep?ms=abc", "/sleep?ms=-1", "/cpu?ms=10001"):
-        assert fetch(server.port, bad) == (400, b"ms must be an integer from 0 to 10000\n"), bad
-    status, home = fetch(server.port, "/")
+        assert get(server.port, bad)[::2] == (400, b"ms must be an integer from 0 to 10000\n"), bad
+    status, home = get(server.port, "/")[::2]
     assert status == 200 and b"/sleep?ms=" in home and b"/cpu?ms=" in home
 
 

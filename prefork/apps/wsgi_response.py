@@ -13,15 +13,16 @@ import re
 import stat
 from http import HTTPStatus
 
-from .environ import FileWrapper
+from prefork.http.abnf import TCHARS
+
+from .environ import _CACHE_LIMIT, FileWrapper
 
 log = logging.getLogger("prefork")
 
 _HOP_BY_HOP = frozenset(("connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
                          "trailer", "trailers", "transfer-encoding", "upgrade"))
-_TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_TOKEN_CHARS = frozenset(TCHARS.decode())
 NO_BODY = frozenset((204, 304))  # answered without a body, whatever the app sends (RFC 9112 6.3)
-_CACHE_LIMIT = 512  # entries per memo table; they stop growing there (names and heads repeat)
 
 
 class ResponseError(Exception):

@@ -7,6 +7,8 @@ patterns, so validation runs in C rather than a Python loop over bytes.
 import re
 
 # RFC 9110 5.6.2: token = 1*tchar
+# tchar (RFC 9110 5.6.2): the bytes of a token -- a method, a field name.
+TCHARS = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 TOKEN = rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+"
 TOKEN_RE = re.compile(TOKEN)
 

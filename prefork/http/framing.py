@@ -30,7 +30,11 @@ def frame_head(status_line: bytes, common: bytes, headers: bytes, *, http10: boo
             keep_alive = False  # RFC 9112 6.3: only the connection's end can delimit the body
         else:
             chunked = True
-    if not keep_alive:
+    if status < 200:
+        # An interim response: its head says nothing of the connection, which the final
+        # response decides (RFC 9112 9.6: a "close" must be the last response's).
+        connection = b""
+    elif not keep_alive:
         connection = CLOSE
     elif http10:
         connection = KEEP_ALIVE  # an HTTP/1.0 client keeps the connection only when told so

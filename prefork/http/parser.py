@@ -122,7 +122,7 @@ _FULL_VERSIONS = {b"HTTP/1.1": True, b"HTTP/1.0": False}
 # Methods seen every day skip the token pattern; any other token is still accepted.
 _METHODS = frozenset((b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"OPTIONS", b"PATCH", b"CONNECT", b"TRACE"))
 # A translate() table that keeps the bytes of a token (RFC 9110 5.6.2) and changes every other.
-_TCHARS = frozenset(b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+_TCHARS = frozenset(abnf.TCHARS)
 _MOVE_NON_TOKEN = bytes(b if b in _TCHARS else (b + 1) % 256 for b in range(256))
 # A translate() table that keeps HTAB, SP, VCHAR and obs-text and changes every other byte.
 _MOVE_CONTROLS = bytes(b if b == 0x09 or 0x20 <= b != 0x7f else b ^ 0x80 for b in range(256))

@@ -32,16 +32,13 @@ from prefork.logs import prepare_log_files, reopen_error_log, setup_error_log
 from . import autoreload, child, privileges, rlimits, systemd, upgrade
 from .pidfile import Pidfile
 from .scoreboard import Scoreboard
+from .signals import HANDLED, SIGDRAIN, SIGRESUME
 from .sockets import BindError, assignment, bind_all, covers, worker_sockets
 
 log = logging.getLogger("prefork")
 
-# Drain and resume have no traditional signal: two real-time ones, free for applications (a
-# worker that receives one does nothing: it keeps the master's handler, which does nothing).
-SIGDRAIN = signal.SIGRTMIN + 1
-SIGRESUME = signal.SIGRTMIN + 2
-HANDLED = (signal.SIGHUP, signal.SIGQUIT, signal.SIGTERM, signal.SIGINT, signal.SIGCHLD, signal.SIGUSR1,
-           signal.SIGUSR2, signal.SIGWINCH, signal.SIGTTIN, signal.SIGTTOU, SIGDRAIN, SIGRESUME)
+# Drain and resume have no traditional signal: two real-time ones, free for applications
+# (signals.py; a worker ignores them).
 FAST_GRACE = 2.0  # seconds workers get after TERM/INT before SIGKILL
 GRACE_MARGIN = 1.0  # after graceful_timeout the worker stops itself; SIGKILL only if it did not
 ABORT_GRACE = 1.0  # seconds between SIGABRT and SIGKILL for a hung worker

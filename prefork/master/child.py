@@ -26,14 +26,12 @@ from prefork.apps import hosting, site, static, status, wsgi, wsgi_inline, wsgi_
 from prefork.workers.worker import Worker
 
 from . import privileges
+from .signals import HANDLED, SIGDRAIN, SIGRESUME
 
 log = logging.getLogger("prefork")
 
 BOOT_FAILED = 3  # as gunicorn's WORKER_BOOT_ERROR
 PR_SET_PDEATHSIG = 1
-# Signals the master handles; a worker installs its own handlers in Worker.run.
-MASTER_SIGNALS = (signal.SIGHUP, signal.SIGQUIT, signal.SIGTERM, signal.SIGINT, signal.SIGCHLD,
-                  signal.SIGUSR1, signal.SIGUSR2, signal.SIGWINCH, signal.SIGTTIN, signal.SIGTTOU)
 
 
 def title(name: str, slot: int, generation: int, state: str = "") -> str:
@@ -125,11 +123,14 @@ def _boot_signals() -> None:
     Runs with the signals blocked, so none meets the SIG_DFL set here in passing.
     """
     signal.set_wakeup_fd(-1)
-    for sig in MASTER_SIGNALS:
+    for sig in HANDLED:  # the master's; a worker installs its own in Worker.run
         signal.signal(sig, signal.SIG_DFL)
     for sig in (signal.SIGQUIT, signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, _exit_at_once)
-    for sig in (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGWINCH, signal.SIGTTIN, signal.SIGTTOU):
+    # The master's alone (a drain or resume sent to the whole group must not kill a worker:
+    # the default action of a real-time signal is to terminate), and Worker.run keeps them so.
+    for sig in (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGWINCH, signal.SIGTTIN, signal.SIGTTOU,
+                SIGDRAIN, SIGRESUME):
         signal.signal(sig, signal.SIG_IGN)
 
 

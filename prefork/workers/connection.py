@@ -29,14 +29,11 @@ from prefork.http.forwarded import client_and_scheme
 
 from .exchange import Exchange
 from .reactor import EPOLLIN
-from .transport import JOIN_LIMIT as _JOIN_LIMIT
 
-# The endings of a head that frame_head() would write, for respond()'s inlined copy of it.
 _CRLF = framing.CRLF
-_CLOSE_CRLF = framing.CLOSE + _CRLF
-_KEEP_ALIVE_CRLF = framing.KEEP_ALIVE + _CRLF
 _HTTP10 = b"1.0"
 _STATUS_LINES = http.STATUS_LINES
+_new_exchange = Exchange.__new__
 
 
 class EmptyBody:
@@ -196,7 +193,13 @@ class HttpConnection:
             worker.requests += 1
             if worker.requests == worker.max_requests:
                 worker.recycle()
-            self.exchange = exchange = Exchange(self, request, body)
+            # Exchange(self, request, body), its __init__ written out: once per request.
+            self.exchange = exchange = _new_exchange(Exchange)
+            exchange.conn = self
+            exchange.request = request
+            exchange.body = body
+            exchange.head_only = request.method == b"HEAD"
+            exchange.head_style = exchange.abort_callback = None
             self.dispatching = True
             try:
                 self.handler(exchange)
@@ -330,39 +333,7 @@ class HttpConnection:
             self.end(exchange, False)
             return
         exchange.head_style = None  # the app's reason phrase or Date are not the 500's
-        self.respond(exchange, 500, http.INTERNAL_ERROR_HEADERS, http.INTERNAL_ERROR_BODY, False)
-
-    def respond(self, exchange, status: int, headers: bytes, body: bytes, close: bool) -> None:
-        """A whole response: `headers` are serialized lines (framing included), body the payload."""
-        worker = self.worker
-        transport = self.transport
-        # A client that half-closed still gets an answer to every request it pipelined first.
-        keep_alive = (self.keep_alive and not close and not worker.stopping
-                      and not (transport.read_closed and self.all_read()))
-        self.status = status
-        if exchange.head_only:
-            body = b""
-        if exchange.head_style is None:
-            try:
-                line = _STATUS_LINES[status]
-            except KeyError:
-                line = http.status_line(status)
-            common = worker.common_headers
-        else:
-            line, common = self.status_and_common(status, exchange.head_style)
-        # frame_head() for a body of known length, inlined (this runs once per request; the
-        # copy is pinned to it by tests/test_framing.py): the Connection line and the blank line.
-        end = (_CRLF if exchange.request.version != _HTTP10 else _KEEP_ALIVE_CRLF) if keep_alive else _CLOSE_CRLF
-        if len(body) <= _JOIN_LIMIT:
-            data = b"".join((line, common, headers, end, body))
-            transport.out.append(data)
-            transport.out_len += len(data)
-        else:  # a large body is queued as it is, not copied: flush() gathers the pieces
-            data = b"".join((line, common, headers, end))
-            transport.out += (data, body)
-            transport.out_len += len(data) + len(body)
-        self.sent_body = len(body)
-        self._finished(keep_alive)
+        exchange.respond(500, http.INTERNAL_ERROR_HEADERS, http.INTERNAL_ERROR_BODY)
 
     def start(self, exchange, status: int, headers: bytes, length: int | None) -> None:
         """Begin a streamed response (see Exchange.start)."""

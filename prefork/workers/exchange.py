@@ -15,6 +15,19 @@ and a callback for when the connection goes away (`on_abort`).
 
 from __future__ import annotations
 
+from operator import attrgetter
+
+from prefork.http import framing
+from prefork.http.response import STATUS_LINES as _STATUS_LINES, status_line
+
+from .transport import JOIN_LIMIT
+
+# The endings of a head that frame_head() would write, for respond()'s inlined copy of it.
+_CRLF = framing.CRLF
+_CLOSE_CRLF = framing.CLOSE + _CRLF
+_KEEP_ALIVE_CRLF = framing.KEEP_ALIVE + _CRLF
+_HTTP10 = b"1.0"
+
 
 class Exchange:
     __slots__ = ("conn", "request", "body", "head_only", "head_style", "abort_callback")
@@ -34,9 +47,40 @@ class Exchange:
     def respond(self, status: int, headers: bytes, body: bytes, close: bool = False) -> None:
         """A whole response: `headers` are serialized header lines (Content-Length included),
         `body` the payload; close=True ends the connection after it."""
+        # The connection's work, done here: this runs once per request, and a call to a method
+        # of the connection would cost as much as a tenth of the rest.
         conn = self.conn
-        if conn.exchange is self:
-            conn.respond(self, status, headers, body, close)
+        if conn.exchange is not self:
+            return
+        worker = conn.worker
+        transport = conn.transport
+        # A client that half-closed still gets an answer to every request it pipelined first.
+        keep_alive = (conn.keep_alive and not close and not worker.stopping
+                      and not (transport.read_closed and conn.all_read()))
+        conn.status = status
+        if self.head_only:
+            body = b""
+        if self.head_style is None:
+            try:
+                line = _STATUS_LINES[status]
+            except KeyError:
+                line = status_line(status)
+            common = worker.common_headers
+        else:
+            line, common = conn.status_and_common(status, self.head_style)
+        # frame_head() for a body of known length, inlined (the copy is pinned to it by
+        # tests/test_framing.py): the Connection line and the blank line.
+        end = (_CRLF if self.request.version != _HTTP10 else _KEEP_ALIVE_CRLF) if keep_alive else _CLOSE_CRLF
+        if len(body) <= JOIN_LIMIT:
+            data = b"".join((line, common, headers, end, body))
+            transport.out.append(data)
+            transport.out_len += len(data)
+        else:  # a large body is queued as it is, not copied: flush() gathers the pieces
+            data = b"".join((line, common, headers, end))
+            transport.out += (data, body)
+            transport.out_len += len(data) + len(body)
+        conn.sent_body = len(body)
+        conn._finished(keep_alive)
 
     def start(self, status: int, headers: bytes, length: int | None) -> None:
         """Begin a streamed response whose `headers` declare Content-Length `length`; None for a
@@ -93,41 +137,20 @@ class Exchange:
         """Nothing more can be sent: the response has ended, or the connection is closed."""
         return self.conn.exchange is not self
 
-    @property
-    def high_water(self) -> int:
-        """Output bytes a producer may have in flight before it waits (when_writable)."""
-        return self.conn.transport.settings.high_water
-
-    @property
-    def peer(self):
-        """The socket's peer: (host, port), or a unix socket's path."""
-        return self.conn.transport.peer
-
-    @property
-    def client(self) -> tuple:
-        """The client's (host, port): the peer, or what a PROXY protocol header said."""
-        return self.conn.client
-
-    @property
-    def trusted(self) -> bool:
-        """Whether the peer may say who the client is (forwarded_allow_ips)."""
-        return self.conn.trusted
-
-    @property
-    def secure(self) -> bool:
-        """Whether the connection is TLS."""
-        return self.conn.transport.secure
-
-    @property
-    def connection_id(self) -> int:
-        """A number no other open connection of this worker has (its descriptor)."""
-        return self.conn.fd
-
-    @property
-    def loop_time(self) -> float:
-        """The Reactor's clock at this turn of its loop: the same for every request it handles
-        in one turn (what arrived together)."""
-        return self.conn.reactor.now
+    # Plain reads of the connection, as C-level getters: no Python frame per access (the WSGI
+    # environ reads several of them for every request).
+    high_water = property(attrgetter("conn.transport.settings.high_water"),
+                          doc="Output bytes a producer may have in flight before it waits (when_writable).")
+    peer = property(attrgetter("conn.transport.peer"), doc="The socket's peer: (host, port), or a unix socket's path.")
+    client = property(attrgetter("conn.client"),
+                      doc="The client's (host, port): the peer, or what a PROXY protocol header said.")
+    trusted = property(attrgetter("conn.trusted"), doc="Whether the peer may say who the client is (forwarded_allow_ips).")
+    secure = property(attrgetter("conn.transport.secure"), doc="Whether the connection is TLS.")
+    connection_id = property(attrgetter("conn.fd"),
+                             doc="A number no other open connection of this worker has (its descriptor).")
+    loop_time = property(attrgetter("conn.reactor.now"),
+                         doc="The Reactor's clock at this turn of its loop: the same for every request it handles "
+                             "in one turn (what arrived together).")
 
     def local_address(self):
         """The address the client connected to."""

@@ -99,12 +99,13 @@ class Deadline:
 class Reactor:
     """An epoll event loop: handlers per descriptor, timers, and a thread-safe wake-up."""
 
-    def __init__(self):
+    def __init__(self, clock=monotonic):
+        self.clock = clock  # the monotonic clock; tests give a fake one
         self.epoll = select.epoll()
         self.handlers: dict[int, object] = {}
         self.timers: list = []
         self.sequence = 0  # tie-breaker so the heap never compares Timer objects
-        self.now = monotonic()
+        self.now = clock()
         self.running = False
         self.pending: deque = deque()  # callbacks handed over by other threads
         self.wakeup_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
@@ -171,17 +172,18 @@ class Reactor:
         """Dispatch events and timers until stop()."""
         self.running = True
         poll = self.epoll.poll
+        clock = self.clock
         handlers = self.handlers
         timers = self.timers
         heappop = heapq.heappop
         while self.running:
             if timers:
-                timeout = timers[0][0] - monotonic()
+                timeout = timers[0][0] - clock()
                 timeout = 0 if timeout < 0 else timeout
             else:
                 timeout = -1
             events = poll(timeout)
-            self.now = now = monotonic()
+            self.now = now = clock()
             for fd, mask in events:
                 try:
                     handler = handlers[fd]

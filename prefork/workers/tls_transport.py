@@ -23,6 +23,7 @@ import logging
 import os
 import ssl
 
+from .reactor import EPOLLOUT
 from .transport import READ_SIZE, Transport
 
 log = logging.getLogger("prefork")
@@ -51,6 +52,17 @@ class TlsTransport(Transport):
         self.handshaking = True
 
     # -- input ----------------------------------------------------------------------------------
+
+    def on_events(self, mask: int) -> None:
+        # The plain transport reads inline here; TLS reads through on_readable (below).
+        if mask & EPOLLOUT:
+            if self.file_job is not None:
+                self._send_file()
+                return
+            self.flush()
+            if self.closed or not mask & ~EPOLLOUT:
+                return
+        self.on_readable()
 
     def on_readable(self) -> None:
         try:

@@ -27,7 +27,12 @@ import threading
 import time
 from pathlib import Path
 
-from conftest import PREFORK, REPO, read_response, wait_until
+from support.client import read_response
+from support.command import PREFORK, checkout_env, control
+from support.paths import REPO
+from support.polling import wait_until
+from support.processes import stat_fields, stop_group
+from support.proxies import nginx_conf
 
 CONF = REPO / "conf"
 HERE = Path(__file__).resolve().parent
@@ -202,10 +207,8 @@ class Host:
         (self.app_dir / "fleetapp.py").write_text(source.replace('VERSION = "v1"', f'VERSION = "{version}"'))
 
     def start(self) -> None:
-        environment = dict(os.environ, FLEET_HOST=self.name,
-                           PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
-                           # a same-size edit within the second would otherwise load the stale .pyc
-                           PYTHONDONTWRITEBYTECODE="1")
+        # PYTHONDONTWRITEBYTECODE: a same-size edit within the second would otherwise load the stale .pyc
+        environment = checkout_env(FLEET_HOST=self.name, PYTHONDONTWRITEBYTECODE="1")
         run_in(self.namespace, PREFORK + [
             "fleetapp:application", "--chdir", str(self.app_dir), "-w", "2",
             "-b", f"0.0.0.0:{self.port}", "--status-bind", f"0.0.0.0:{self.status_port}",
@@ -236,9 +239,7 @@ class Host:
         return True
 
     def control(self, name: str) -> None:
-        result = subprocess.run(PREFORK + ["-s", name, "--pid", str(self.pidfile)], capture_output=True,
-                                text=True, timeout=20, env=dict(os.environ, PYTHONPATH=str(REPO)))
-        assert result.returncode == 0, f"prefork -s {name}: {result.stderr}"
+        control(self.pidfile, name)
 
     def stopped(self) -> bool:
         return not pids_in(self.namespace)
@@ -249,8 +250,7 @@ class Host:
 
 def parent(pid: int) -> int:
     try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return int(stat.read().rpartition(")")[2].split()[1])
+        return int(stat_fields(pid)[1])
     except (OSError, IndexError, ValueError):
         return 0
 
@@ -303,7 +303,7 @@ class HAProxy:
         return time.monotonic()
 
     def stop(self) -> None:
-        stop_process(self.proc)
+        stop_group(self.proc)
 
 
 class Nginx:
@@ -314,40 +314,11 @@ class Nginx:
         directory.chmod(0o755)
         self.log = directory / "nginx.out"
         config = directory / "nginx.conf"
-        config.write_text(f"""
-worker_processes 1;
-pid {directory}/nginx.pid;
-error_log {directory}/nginx-error.log info;
-daemon off;
-events {{ worker_connections 1024; }}
-http {{
-    access_log off;
-    client_body_temp_path {directory}/body;
-    proxy_temp_path {directory}/proxy;
-    fastcgi_temp_path {directory}/fastcgi;
-    uwsgi_temp_path {directory}/uwsgi;
-    scgi_temp_path {directory}/scgi;
-    include {CONF / "nginx-upstream.conf"};
-}}
-""")
+        config.write_text(nginx_conf(directory, 1024, "", f"    include {CONF / 'nginx-upstream.conf'};"))
         self.proc = run_in(namespace, ["nginx", "-p", str(directory), "-c", str(config)], self.log)
 
     def stop(self) -> None:
-        stop_process(self.proc)
-
-
-def stop_process(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            pass
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    proc.wait(5)
+        stop_group(self.proc)
 
 
 # -- the client ---------------------------------------------------------------------------------

@@ -6,22 +6,16 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import subprocess
 
 import pytest
 
-from conftest import PREFORK, REPO, read_response, wait_until
-from test_master import wait_workers
-from test_status import get
+from support.client import get, read_response
+from support.command import control
+from support.paths import APPS
+from support.polling import wait_until
+from support.processes import wait_workers
 
-APPS = str(REPO / "tests" / "apps")
 pytestmark = pytest.mark.timeout(40)
-
-
-def control(pidfile, name: str) -> None:
-    result = subprocess.run(PREFORK + ["-s", name, "--pid", str(pidfile)], capture_output=True, text=True,
-                            timeout=20, env={**os.environ, "PYTHONPATH": str(REPO)})
-    assert result.returncode == 0, result.stderr
 
 
 def health(port: int) -> int:

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import wait_until
+from support.polling import wait_until
+from support.processes import alive
 from fleet import (CLIENT_ADDRESS, CONF, LB_ADDRESS, HAProxy, Host, Load, Network, Nginx, get,
                    haproxy_check, haproxy_servers, nginx_servers, remove_stale)
 
@@ -150,7 +151,7 @@ def test_rolling_binary_upgrade_loses_nothing(fleet):
             wait_until(lambda: serving_master(host) == (new, 2), 15, interval=0.05,
                        message=f"{host.name}'s new master serving with 2 workers")
             os.kill(old, signal.SIGQUIT)
-            wait_until(lambda: not os.path.exists(f"/proc/{old}") or zombie(old), 15,
+            wait_until(lambda: not alive(old), 15,
                        message=f"{host.name}'s old master to exit")
             load.wait_more(50)
     totals = scenario.totals
@@ -282,13 +283,6 @@ def serving_master(host: Host) -> tuple[int, int] | None:
         return None
     document = json.loads(body)
     return document["master"]["pid"], len(document["workers"])
-
-
-def zombie(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] == "Z"
-    except OSError:
-        return True
 
 
 def answers(namespace: str, address: str, port: int) -> bool:

@@ -1,6 +1,6 @@
 """docs/deployment.md shows the configurations the fleet test runs, character for character."""
 
-from conftest import REPO
+from support.paths import REPO
 
 
 def test_the_deployment_guide_shows_the_tested_configuration_files():

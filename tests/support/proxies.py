@@ -8,19 +8,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
 from pathlib import Path
 
-from conftest import wait_until
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from support.polling import wait_until
+from support.ports import free_port
+from support.processes import stop_group
 
 
 def shared_directory() -> Path:
@@ -51,17 +46,7 @@ class Proxy:
             return False
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                pass
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        self.proc.wait(5)
+        stop_group(self.proc)
 
 
 def nginx(upstream: str, directory: Path, extra_location: str = "") -> Proxy:
@@ -69,22 +54,8 @@ def nginx(upstream: str, directory: Path, extra_location: str = "") -> Proxy:
     (host:port or unix:/path), as a TLS-terminating front would: X-Forwarded-Proto https."""
     assert shutil.which("nginx"), "nginx is missing: apt-get install nginx-light (.ci/run does)"
     port = free_port()
-    user = "user www-data;" if os.geteuid() == 0 else ""
     conf = directory / "nginx.conf"
-    conf.write_text(f"""
-{user}
-worker_processes 1;
-pid {directory}/nginx.pid;
-error_log {directory}/nginx-error.log info;
-daemon off;
-events {{ worker_connections 256; }}
-http {{
-    access_log off;
-    client_body_temp_path {directory}/body;
-    proxy_temp_path {directory}/proxy;
-    fastcgi_temp_path {directory}/fastcgi;
-    uwsgi_temp_path {directory}/uwsgi;
-    scgi_temp_path {directory}/scgi;
+    conf.write_text(nginx_conf(directory, 256, "user www-data;" if os.geteuid() == 0 else "", f"""
     upstream app {{ server {upstream}; keepalive 8; }}
     server {{
         listen 127.0.0.1:{port};
@@ -98,9 +69,30 @@ http {{
             {extra_location}
         }}
     }}
-}}
-""")
+"""))
     return Proxy(["nginx", "-p", str(directory), "-c", str(conf)], port, directory)
+
+
+def nginx_conf(directory: Path, connections: int, user: str, http: str) -> str:
+    """An nginx.conf running in the foreground with its pid, logs and temporary files in
+    `directory`, and `http` inside its http block."""
+    return f"""
+{user}
+worker_processes 1;
+pid {directory}/nginx.pid;
+error_log {directory}/nginx-error.log info;
+daemon off;
+events {{ worker_connections {connections}; }}
+http {{
+    access_log off;
+    client_body_temp_path {directory}/body;
+    proxy_temp_path {directory}/proxy;
+    fastcgi_temp_path {directory}/fastcgi;
+    uwsgi_temp_path {directory}/uwsgi;
+    scgi_temp_path {directory}/scgi;
+{http}
+}}
+"""
 
 
 def haproxy(backend: str, directory: Path, server_options: str = "send-proxy-v2") -> Proxy:
