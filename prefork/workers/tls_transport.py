@@ -84,36 +84,14 @@ class TlsTransport(Transport):
             return
         if self.lingering:
             return  # our side is closed: what still comes is discarded (see finish_close)
-        self.incoming.write(data)
+        incoming = self.incoming
+        incoming.write(data)
         if self.handshaking and not self._handshake():
             return
-        self._read_plaintext()
-
-    def on_readable(self) -> None:
-        self.on_events(EPOLLIN)
-
-    def _handshake(self) -> bool:
-        """Advance the handshake with what arrived; True once it is complete."""
-        try:
-            self.tls.do_handshake()
-        except _WANT_READ:
-            self._send_pending()  # our flight (ServerHello ... Finished), if this step made one
-            return False
-        except _SSL_ERROR as exc:
-            log.info("TLS handshake with %s failed: %s", _peer(self.peer), _why(exc))
-            self._send_pending()  # the alert, so that the client can say why
-            self.abort()
-            return False
-        self.handshaking = False
-        self._send_pending()  # the last of the handshake, and TLS 1.3's session tickets
-        return not self.closed
-
-    def _read_plaintext(self) -> None:
-        """Give the protocol everything the SSLObject can decrypt now: bytes left inside it would
-        never bring another EPOLLIN (at most one recv's worth, so the protocol's bound holds)."""
+        # Give the protocol everything the SSLObject can decrypt now: bytes left inside it would
+        # never bring another EPOLLIN (at most one recv's worth, so the protocol's bound holds).
         tls = self.records
         read = tls.read
-        incoming = self.incoming
         while not self.closed and not self.lingering:
             try:
                 data = read(READ_SIZE)
@@ -134,6 +112,25 @@ class TlsTransport(Transport):
                 break  # all consumed: another read could only raise SSLWantReadError (which costs)
         if self.outgoing.pending and not self.closed:  # a TLS 1.3 key update, say
             self._send_pending()
+
+    def on_readable(self) -> None:
+        self.on_events(EPOLLIN)
+
+    def _handshake(self) -> bool:
+        """Advance the handshake with what arrived; True once it is complete."""
+        try:
+            self.tls.do_handshake()
+        except _WANT_READ:
+            self._send_pending()  # our flight (ServerHello ... Finished), if this step made one
+            return False
+        except _SSL_ERROR as exc:
+            log.info("TLS handshake with %s failed: %s", _peer(self.peer), _why(exc))
+            self._send_pending()  # the alert, so that the client can say why
+            self.abort()
+            return False
+        self.handshaking = False
+        self._send_pending()  # the last of the handshake, and TLS 1.3's session tickets
+        return not self.closed
 
     # -- output ---------------------------------------------------------------------------------
 
