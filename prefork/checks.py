@@ -2,7 +2,8 @@
 
 Parsing the configuration already checked every value's type; this looks at the machine: the
 user and group exist, log files can be created, the static root is a directory, the listening
-addresses parse, the app imports and names a callable (gunicorn's --check-config loads it too).
+addresses parse, the TLS certificate and key load (the master's own code builds the context),
+the app imports and names a callable (gunicorn's --check-config loads it too).
 Each problem names the key, the value and where it was set.
 """
 
@@ -10,8 +11,9 @@ from __future__ import annotations
 
 import os
 
+from . import tls
 from .master import privileges
-from .master.addresses import AddressError, parse_address
+from .addresses import AddressError, parse_address
 
 
 def problems(config) -> list[str]:
@@ -45,6 +47,10 @@ def problems(config) -> list[str]:
             parse_address(config.status_bind)
         except AddressError as exc:
             bad("status_bind", str(exc))
+    try:
+        tls.server_context(config)
+    except tls.TLSError as exc:
+        found.append(str(exc))
     if config.chdir and not os.path.isdir(config.chdir):
         bad("chdir", "no such directory")
     elif config.app:
@@ -55,6 +61,11 @@ def problems(config) -> list[str]:
         except AppLoadError as exc:
             bad("app", str(exc))
     return found
+
+
+def warnings(config) -> list[str]:
+    """What start-up would only warn about (a certificate that expired still loads)."""
+    return tls.warnings(config)
 
 
 def _not_writable(path: str) -> str:

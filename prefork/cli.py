@@ -12,6 +12,7 @@ import argparse
 import os
 import signal
 import sys
+from functools import partial
 
 from . import __version__
 from . import config as configuration
@@ -50,8 +51,11 @@ GUNICORN_ONLY = {
     ("--statsd-host", "--statsd-prefix", "--dogstatsd-tags", "--enable-backlog-metric"):
         "metrics are served in the Prometheus format at /metrics (see --status-bind)",
     ("--paste", "--paster", "--paste-global"): "there is no PasteDeploy loader: name the WSGI callable",
-    ("--keyfile", "--certfile", "--ssl-version", "--cert-reqs", "--ca-certs", "--suppress-ragged-eofs",
-     "--do-handshake-on-connect", "--ciphers"): "there is no TLS: put a TLS-terminating proxy in front",
+    ("--ssl-version",): "use --tls-min-version 1.2 or 1.3 (TLS 1.0 and 1.1 are never offered)",
+    ("--do-handshake-on-connect",): "the TLS handshake always runs on the worker's event loop as soon as a "
+                                    "connection is accepted, within --header-timeout",
+    ("--suppress-ragged-eofs",): "a TLS connection that ends without close_notify is taken as closed, "
+                                 "as gunicorn does by default",
     ("--http-protocols", "--http2-cleartext", "--http2-max-concurrent-streams", "--http2-initial-window-size",
      "--http2-max-frame-size", "--http2-max-header-list-size"): "only HTTP/1.1 and HTTP/1.0 are served",
     ("--asgi-loop", "--asgi-lifespan", "--asgi-disconnect-grace-period", "--http-parser", "--root-path"):
@@ -102,7 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
             listed = f"({', '.join(setting.choices)})"
             # Any case, and aliases such as gunicorn's "warn", name a choice.
             parser.add_argument(*flags, dest=setting.name, default=argparse.SUPPRESS,
-                                type=configuration.normalize_choice, metavar=setting.name.upper(),
+                                type=partial(configuration.normalize_choice, setting=setting),
+                                metavar=setting.name.upper(),
                                 choices=setting.choices, help=help if listed in help else f"{help} {listed}")
         else:
             parser.add_argument(*flags, dest=setting.name, default=argparse.SUPPRESS,
@@ -156,9 +161,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def check(config) -> int:
     """`prefork -t`: the values are valid and start-up would find what it needs (see checks.py)."""
-    from .checks import problems
+    from .checks import problems, warnings
 
     found = problems(config)
+    for warning in warnings(config):
+        print(f"prefork: warning: {warning}", file=sys.stderr)
     for problem in found:
         print(f"prefork: {problem}", file=sys.stderr)
     if found:

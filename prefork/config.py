@@ -13,6 +13,8 @@ import tomllib
 from dataclasses import dataclass
 from typing import Any
 
+from prefork.addresses import AddressError, parse_address
+
 
 class ConfigError(Exception):
     """A configuration that cannot be used; the message says which key, which value, which file."""
@@ -25,6 +27,7 @@ class Setting:
     kind: str  # "int", "float", "bool", "str", "path", "list", "choice", "umask", "mounts"
     help: str
     choices: tuple = ()
+    aliases: tuple = ()  # (spelling, choice) pairs: other names of a choice, such as gunicorn's
     minimum: float | None = None
     flags: tuple = ()  # command-line spellings; empty: only the long form of the name
     cli: bool = True  # False: a file-only key (no flag)
@@ -52,7 +55,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("pid", None, "path", "file the master writes its pid to", flags=("-p", "--pid")),
     Setting("access_log", None, "str", "access log file, or - for stdout; none by default", flags=("--access-log", "--access-logfile")),
     Setting("error_log", "-", "str", "error log file, or - for stderr", flags=("--error-log", "--error-logfile", "--log-file")),
-    Setting("log_level", "info", "choice", "error log level", choices=("debug", "info", "warning", "error", "critical")),
+    Setting("log_level", "info", "choice", "error log level", choices=("debug", "info", "warning", "error", "critical"),
+            aliases=(("warn", "warning"),)),
     Setting("static_root", None, "path", "directory served under /static/ by the built-in site"),
     Setting("chdir", None, "path", "change to this directory before loading the app"),
     Setting("reuse_port", True, "bool", "one SO_REUSEPORT socket per worker slot (true) or one shared socket (false)"),
@@ -78,6 +82,15 @@ SETTINGS: tuple[Setting, ...] = (
     # -- behind a proxy: forwarded headers, the PROXY protocol
     Setting("forwarded_allow_ips", "127.0.0.1,::1", "str", "peers whose X-Forwarded-For/-Proto and Forwarded headers are believed: comma-separated addresses or CIDR ranges, * for all (unix-socket peers always are)"),
     Setting("proxy_protocol", False, "bool", "every connection starts with a PROXY protocol header (v1 or v2, HAProxy's send-proxy): the client address is taken from it"),
+    # -- TLS (gunicorn's names)
+    Setting("certfile", None, "path", "TLS certificate (PEM, the intermediate certificates after it); with it, every TCP bind written without a scheme is TLS, unless a bind is written https://"),
+    Setting("keyfile", None, "path", "the certificate's private key (PEM, not encrypted); none: the key is in certfile"),
+    Setting("ca_certs", None, "path", "CA certificates (PEM) that client certificates are verified against (see cert_reqs)"),
+    Setting("cert_reqs", "none", "choice", "client certificates: none (not asked for), optional (verified if sent), required (no certificate, no connection); gunicorn's 0, 1, 2 too", choices=("none", "optional", "required"),
+            aliases=(("0", "none"), ("1", "optional"), ("2", "required"))),
+    Setting("ciphers", None, "str", "TLS 1.2 cipher suites, as an OpenSSL cipher string; none: the ssl module's default (forward-secret AES-GCM and ChaCha20 first); TLS 1.3 suites are always OpenSSL's"),
+    Setting("tls_min_version", "1.2", "choice", "oldest TLS version accepted", choices=("1.2", "1.3"),
+            aliases=(("tlsv1.2", "1.2"), ("tlsv1.3", "1.3"))),
     # -- gunicorn compatibility and logging
     Setting("access_log_format", None, "str", "access log line in gunicorn's atoms (%(h)s %(r)s %(s)s %(D)s ...); the combined format and the request time in seconds by default", flags=("--access-log-format", "--access-logformat")),
     Setting("env", None, "list", "environment variable KEY=VALUE set before the app is imported (repeatable)", flags=("-e", "--env")),
@@ -88,17 +101,19 @@ SETTINGS: tuple[Setting, ...] = (
 )
 
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
-CHOICE_ALIASES = {"warn": "warning"}  # gunicorn's spelling of a log level
 # As gunicorn: 0 means "no limit" for these; the whole head stays bounded by limit_request_head.
 ZERO_MEANS_NO_LIMIT = ("limit_request_line", "limit_request_fields", "limit_request_field_size")
 NO_LIMIT = 2 ** 62
 
 
-def normalize_choice(value: Any) -> Any:
-    """Choices are lower-case words; any case is accepted, and gunicorn's aliases."""
+def normalize_choice(value: Any, setting: Setting) -> Any:
+    """Choices are lower-case words; any case is accepted, and the setting's aliases. A TOML
+    number names the choice it spells (cert_reqs = 2, tls_min_version = 1.3)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = str(value)
     if not isinstance(value, str):
         return value
-    return CHOICE_ALIASES.get(value.lower(), value.lower())
+    return dict(setting.aliases).get(value.lower(), value.lower())
 
 
 def _check(setting: Setting, value: Any, where: str) -> Any:
@@ -135,7 +150,7 @@ def _check(setting: Setting, value: Any, where: str) -> Any:
     if kind == "mounts":
         return _mounts(value, where)
     if kind == "choice":
-        value = normalize_choice(value)
+        value = normalize_choice(value, setting)
         if value not in setting.choices:
             raise bad("expected one of " + ", ".join(setting.choices))
         return value
@@ -145,8 +160,6 @@ def _check(setting: Setting, value: Any, where: str) -> Any:
         if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
             raise bad("expected a non-empty list of strings")
         if setting.name == "bind":
-            from prefork.master.addresses import parse_address, AddressError
-
             for item in value:
                 try:
                     parse_address(item)
@@ -254,6 +267,13 @@ class Config:
         return self.values["workers"] or _cpu_count()
 
     @property
+    def tls_by_default(self) -> bool:
+        """gunicorn's rule: with a certificate and no bind written https://, every TCP bind
+        written without a scheme speaks TLS (`-b 0.0.0.0:443 --certfile C --keyfile K`)."""
+        return bool(self.values["certfile"]) and not any(
+            parse_address(text).protocol == "https" for text in self.values["bind"])
+
+    @property
     def effective_dispatch(self) -> str:
         if self.values["dispatch"] != "auto":
             return self.values["dispatch"]
@@ -290,4 +310,24 @@ def load(path: str | None, overrides: dict[str, Any]) -> Config:
     if values["static_root"] and any(t["url"].rstrip("/") == "/static" for t in values["static"] or ()):
         raise ConfigError(f"{path or 'command line'}: invalid value '/static' for key 'static': "
                           "static_root is mounted there already")
+    _check_tls(values, path or "command line")
     return Config(values=values, path=path)
+
+
+def _check_tls(values: dict[str, Any], where: str) -> None:
+    """The TLS keys that need one another (whether the files are good is tls.py's to say)."""
+    if values["certfile"] is None:
+        for text in values["bind"]:
+            if parse_address(text).protocol == "https":
+                raise ConfigError(f"{where}: invalid value {text!r} for key 'bind': https:// needs a certificate: "
+                                  "set certfile (and keyfile, unless the key is in the certificate's file)")
+        if values["keyfile"] is not None:
+            raise ConfigError(f"{where}: invalid value {values['keyfile']!r} for key 'keyfile': "
+                              "a key without its certificate: set certfile too")
+    if values["certfile"] is not None and values["proxy_protocol"]:
+        raise ConfigError(f"{where}: invalid value True for key 'proxy_protocol': with certfile, the PROXY "
+                          "header would come before the TLS handshake, which is not supported: terminate TLS "
+                          "in the proxy, or drop proxy_protocol")
+    if values["cert_reqs"] != "none" and values["ca_certs"] is None:
+        raise ConfigError(f"{where}: invalid value {values['cert_reqs']!r} for key 'cert_reqs': "
+                          "client certificates are verified against ca_certs: set ca_certs too")

@@ -29,3 +29,11 @@ def start_server():
 def server(start_server):
     """One worker serving the built-in site on an ephemeral port."""
     return start_server("-w", "1", "-b", "127.0.0.1:0")
+
+
+@pytest.fixture(scope="session")
+def certificates(tmp_path_factory):
+    """A test CA and certificates signed by it (tests/support/tls.py); copy them to change them."""
+    from support.tls import make_certificates
+
+    return make_certificates(tmp_path_factory.mktemp("certificates"))

@@ -142,7 +142,7 @@ def test_every_gunicorn_flag_is_accepted_or_refused_with_a_reason_and_in_the_mig
 @pytest.mark.parametrize("args,flag,reason", [
     (["-w", "2", "-k", "gthread", "plain:app"], "-k", "one kind of worker"),
     (["--worker-class=sync"], "--worker-class", "one kind of worker"),
-    (["--certfile", "cert.pem", "--keyfile", "key.pem"], "--certfile", "no TLS"),
+    (["--ssl-version", "TLSv1_2"], "--ssl-version", "--tls-min-version"),
     (["--statsd-host", "localhost:8125"], "--statsd-host", "/metrics"),
 ])
 def test_a_gunicorn_flag_without_equivalent_is_refused_with_its_reason(args, flag, reason):

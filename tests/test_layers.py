@@ -9,10 +9,12 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "prefork"
 
 
-def imports(directory: str) -> dict[str, set[str]]:
-    """module path -> every prefork module it imports (at the top or inside functions)."""
+def imports(where: str) -> dict[str, set[str]]:
+    """module path -> every prefork module it imports (at the top or inside functions), for
+    every module under a directory of the package, or for one module file."""
     found = {}
-    for path in sorted((PACKAGE / directory).rglob("*.py")):
+    root = PACKAGE / where
+    for path in [root] if root.is_file() else sorted(root.rglob("*.py")):
         names = set()
         package = ["prefork", *path.relative_to(PACKAGE).parent.parts]
         for node in ast.walk(ast.parse(path.read_text())):
@@ -37,6 +39,15 @@ def test_workers_import_no_app_and_no_master():
     for module, names in imports("workers").items():
         bad = {n for n in names if n.startswith(("prefork.apps", "prefork.master"))}
         assert not bad, (module, bad)
+
+
+def test_the_configuration_and_what_it_checks_with_import_nothing_of_the_processes():
+    """The master imports the configuration, never the other way round (so -t, the master and
+    the tests can read a configuration without the master's modules)."""
+    for where in ("config.py", "addresses.py", "tls.py"):
+        for module, names in imports(where).items():
+            bad = {n for n in names if n.startswith(("prefork.master", "prefork.workers"))}
+            assert not bad, (module, bad)
 
 
 # What the connection keeps to itself: handlers get an Exchange and go through its methods.

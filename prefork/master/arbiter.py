@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from setproctitle import setproctitle
 
 from prefork import config as configuration
+from prefork import tls
 from prefork.logs import prepare_log_files, reopen_error_log, setup_error_log
 
 from . import autoreload, child, privileges, rlimits, systemd, upgrade
@@ -76,6 +77,7 @@ class Snapshot:
     config: object
     generation: int
     slots: list = field(default_factory=list)
+    tls_context: object = None
 
 
 class Arbiter:
@@ -92,6 +94,7 @@ class Arbiter:
         self.generation = 1
         self.board = None
         self.app = None
+        self.tls_context = None  # the ssl.SSLContext the workers inherit (prefork/tls.py)
         self.pidfile = Pidfile(config.pid)
         self.stopping: str | None = None  # None, "graceful" or "fast"
         self.exit_code = 0
@@ -138,6 +141,11 @@ class Arbiter:
             except OSError as exc:
                 log.error("LISTEN_FDS: descriptor %d is not a socket: %s", fd, exc.strerror)
         rlimits.raise_nofile(self.config.worker_connections)
+        try:  # before binding: a bad certificate is refused as a bad configuration is
+            self.tls_context = tls.server_context(self.config)
+        except tls.TLSError as exc:
+            log.error("%s", exc)
+            return False
         count = self.config.worker_count
         try:
             self.listenings = bind_all(self.config.bind + status_binds(self.config), count, self.config.reuse_port,
@@ -150,6 +158,7 @@ class Arbiter:
                 log.info("listening on %s (port %s)", listening.address.text, listening.bound_port)
             else:
                 log.info("listening on %s", listening.address.text)
+        self.log_tls()
         if self.config.preload and self.config.app:
             from prefork.apps.loader import AppLoadError, load_app
 
@@ -274,9 +283,17 @@ class Arbiter:
                 log.warning("reload: a change of %r (%r -> %r) takes effect at the next upgrade (USR2) "
                             "or restart", key, self.config.values[key], new.values[key])
                 new.values[key] = self.config.values[key]
+        try:  # the certificate and key are read again: this is how they are rotated
+            context = tls.server_context(new)
+        except tls.TLSError as exc:
+            log.error("reload failed, configuration unchanged: %s", exc)
+            systemd.notify("READY=1", self.status())
+            return
         if self.snapshot is None:
-            self.snapshot = Snapshot(self.config, self.generation, list(self.slots))
+            self.snapshot = Snapshot(self.config, self.generation, list(self.slots), self.tls_context)
         self.config = new
+        self.tls_context = context
+        self.log_tls()
         self.prepare_logs(new)
         setup_error_log(new.error_log, new.log_level)
         self.generation += 1
@@ -492,6 +509,7 @@ class Arbiter:
         keep = {pid for pid in snapshot.slots if pid is not None}
         self.quit_workers([w for w in self.workers.values() if w.pid not in keep])
         self.config, self.generation = snapshot.config, snapshot.generation
+        self.tls_context = snapshot.tls_context
         setup_error_log(self.config.error_log, self.config.log_level)
         self.board.set_generation(self.generation)
         self.slots = [pid if pid in self.workers else None for pid in snapshot.slots]
@@ -567,7 +585,7 @@ class Arbiter:
 
     def spawn(self, slot: int) -> None:
         indices = assignment(self.listenings, slot, len(self.slots))
-        sockets = worker_sockets(self.listenings, slot, indices)
+        sockets = worker_sockets(self.listenings, slot, indices, self.config.tls_by_default)
         try:
             cell = self.board.allocate(slot, self.generation)
         except IndexError:
@@ -592,13 +610,27 @@ class Arbiter:
             served = {sock.fileno() for sock, _, _ in sockets}
             others = [sock.fileno() for l in self.listenings for sock in l.sockets] + list(self.pipe)
             child.run_worker(master, self.config, sockets, slot, self.generation, cell, self.app,
-                             served, others, mask)
+                             served, others, mask, self.tls_context)
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         self.workers[pid] = WorkerProcess(pid, slot, self.generation, cell, indices, time.monotonic())
         self.slots[slot] = pid
         log.debug("spawned worker %d [gen %d] (pid %d)", slot, self.generation, pid)
 
     # -- helpers --------------------------------------------------------------------------------
+
+    def log_tls(self) -> None:
+        """Which listeners speak TLS, with which certificate (so a rotation shows in the log)."""
+        if self.tls_context is None:
+            return
+        by_default = self.config.tls_by_default
+        served = [l.address.text for l in self.listenings if l.protocol(by_default) == "https"]
+        if served:
+            log.info("TLS on %s: certificate %s", ", ".join(served), tls.describe(self.config.certfile))
+        else:
+            log.warning("certfile is set, but no listener speaks TLS: unix sockets and binds written "
+                        "http:// do so only when written https://")
+        for warning in tls.warnings(self.config):
+            log.warning("%s", warning)
 
     def status(self) -> str:
         return f"STATUS=serving: {plural(len(self.slots), 'worker')}, generation {self.generation}"

@@ -62,11 +62,12 @@ class Report:
 
 
 def run_worker(master_pid: int, config, sockets, slot: int, generation: int, cell, app,
-               keep_fds: set[int], close_fds: list[int], signal_mask: set) -> None:
+               keep_fds: set[int], close_fds: list[int], signal_mask: set, tls_context=None) -> None:
     """In the forked child: set the process up, run the Worker, and _exit with its code.
 
     The master forks with its signals blocked; `signal_mask` is the mask to restore once this
     process no longer has the master's handlers, wake-up fd and pipe (see Arbiter.spawn).
+    tls_context: the master's, with the key already loaded (see prefork/tls.py), or None.
     """
     code = BOOT_FAILED
     try:
@@ -85,7 +86,8 @@ def run_worker(master_pid: int, config, sockets, slot: int, generation: int, cel
         # is stuck (to stderr) before the process dies.
         faulthandler.enable(file=sys.stderr, all_threads=True)
         privileges.drop(config.user, config.group)
-        worker = _build_worker(config, sockets, slot, generation, Report(cell, slot, generation, config.proc_name), app)
+        worker = _build_worker(config, sockets, slot, generation, Report(cell, slot, generation, config.proc_name), app,
+                               tls_context)
     except (AppLoadError, privileges.PrivilegeError) as exc:
         log.error("worker %d (slot %d) failed to boot: %s", os.getpid(), slot, exc)
         _exit(BOOT_FAILED)
@@ -100,7 +102,7 @@ def run_worker(master_pid: int, config, sockets, slot: int, generation: int, cel
     _exit(code)
 
 
-def _build_worker(config, sockets, slot, generation, board, app):
+def _build_worker(config, sockets, slot, generation, board, app, tls_context=None):
     """Worker(...) with the app: preloaded by the master (--preload), or imported here.
 
     The app is imported in the worker process after privileges were dropped, so an import
@@ -111,7 +113,7 @@ def _build_worker(config, sockets, slot, generation, board, app):
 
         app = load_app(config.app, config.chdir)
     return Worker(config, sockets, slot=slot, generation=generation, board=board,
-                  handlers=partial(hosting.handlers, app=app))
+                  handlers=partial(hosting.handlers, app=app), tls_context=tls_context)
 
 
 def _boot_signals() -> None:

@@ -22,7 +22,7 @@ import socket
 import stat
 from dataclasses import dataclass, field
 
-from .addresses import Address, parse_address
+from prefork.addresses import Address, parse_address
 
 
 log = logging.getLogger("prefork")
@@ -60,6 +60,16 @@ class Listening:
                 os.unlink(self.address.path)
             except OSError:
                 pass
+
+    def protocol(self, tls_by_default: bool) -> str:
+        """What its workers speak: the address's protocol, or "https" for a TCP socket whose
+        address has no scheme when the configuration makes TLS the default (config.tls_by_default).
+        Asked at each fork, so a reload that adds or removes the certificate applies to it."""
+        address = self.address
+        if (tls_by_default and address.protocol == "http" and not address.explicit
+                and self.sockets[0].family in (socket.AF_INET, socket.AF_INET6)):
+            return "https"
+        return address.protocol
 
     @property
     def bound_port(self) -> int:
@@ -246,13 +256,16 @@ def covers(served: tuple, wanted: tuple) -> bool:
     return len(served) == len(wanted) and all(set(w) <= set(s) for s, w in zip(served, wanted))
 
 
-def worker_sockets(listenings: list[Listening], slot: int, indices: tuple | None = None) -> list[tuple]:
-    """The (socket, protocol, shared) triples a worker in `slot` serves (indices: see assignment)."""
+def worker_sockets(listenings: list[Listening], slot: int, indices: tuple | None = None,
+                   tls_by_default: bool = False) -> list[tuple]:
+    """The (socket, protocol, shared) triples a worker in `slot` serves (indices: see assignment;
+    tls_by_default: see Listening.protocol)."""
     if indices is None:
         indices = tuple((slot,) if l.per_slot else (0,) for l in listenings)
     triples = []
     for listening, chosen in zip(listenings, indices):
         shared = not listening.per_slot
+        protocol = listening.protocol(tls_by_default)
         for index in chosen:
-            triples.append((listening.sockets[index], listening.address.protocol, shared))
+            triples.append((listening.sockets[index], protocol, shared))
     return triples

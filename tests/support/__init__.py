@@ -11,4 +11,5 @@ ports      a free port on 127.0.0.1 for a program that cannot take port 0
 logs       lines of a log file, and waiting for them
 load       a load client that counts every failed request
 proxies    real nginx and HAProxy in front of a prefork under test
+tls        a test CA and certificates made with openssl (the `certificates` fixture)
 """

@@ -24,8 +24,11 @@ KEEPALIVE_REQUESTS = 20  # requests per keep-alive connection before the client 
 class Load:
     """Client threads sending GET /plaintext, half on new connections, half on keep-alive ones."""
 
-    def __init__(self, port: int, threads: int = 4, seconds: float = 3.0):
+    def __init__(self, port: int, threads: int = 4, seconds: float = 3.0, connect=None):
+        """connect: opens a new connection to the server (plain TCP to port by default; TLS
+        tests pass their own)."""
         self.port = port
+        self.connect = connect or (lambda: socket.create_connection(("127.0.0.1", port), timeout=5))
         self.seconds = seconds  # the least time the load runs, whatever the test does meanwhile
         self.stopping = threading.Event()
         self.lock = threading.Lock()
@@ -67,7 +70,7 @@ class Load:
                     self.failures.append(f"{type(exc).__name__}: {exc}")
 
     def _connection(self, keepalive: bool) -> None:
-        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as sock:
+        with self.connect() as sock:
             buffer = bytearray()
             for used in range(KEEPALIVE_REQUESTS if keepalive else 1):
                 if self.stopping.is_set():
@@ -88,7 +91,7 @@ class Load:
     def _retry(self) -> None:
         with self.lock:
             self.retried += 1
-        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as sock:
+        with self.connect() as sock:
             sock.sendall(REQUEST)
             status, _, body = read_response(sock)
             if status != 200 or body != b"Hello, World!":
