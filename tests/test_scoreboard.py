@@ -24,13 +24,15 @@ class FakeWorker:
         self.generation = 7
         self.accepted = 0
         self.requests = 0
-        self.connections = {}
         self.stopping = False
         self.started = time.monotonic()
         self.stats = ResponseStats()
 
     def queue_figures(self):
         return 0, 0
+
+    def connection_states(self):
+        return 0, 0, 0
 
 
 def test_a_reader_never_sees_a_torn_or_cleared_cell_while_another_process_writes():
