@@ -24,6 +24,7 @@ class FakeWorker:
         self.generation = 7
         self.accepted = 0
         self.requests = 0
+        self.connections = {}
         self.stopping = False
         self.started = time.monotonic()
         self.stats = ResponseStats()
