@@ -331,6 +331,12 @@ class RequestParser:
             raise ProtocolError(414, "request line too long")
         if end + 4 - start > limits.head:
             raise ProtocolError(431, "request head too large")
+        return self._parse_head(buf, start, end, fields_at, line_end)
+
+    def _parse_head(self, buf: bytes, start: int, end: int, fields_at: int, line_end: int):
+        """The Request for the whole head buf[start:end + 4] (its request-line ends at fields_at,
+        line_end bytes after start), whose size limits are checked; pos moves past it."""
+        limits = self.limits
         last_fields = self.last_fields
         if (last_fields is not None and end + 4 - fields_at == len(last_fields)
                 and buf.startswith(last_fields, fields_at)):
@@ -525,11 +531,17 @@ class RequestParser:
                 hosts += 1
                 host = value
             elif name == _CONNECTION:
-                for option in abnf.LIST_SEPARATOR.split(value.lower()):
-                    if option == b"close":
-                        close = True
-                    elif option == b"keep-alive":
-                        persist = True
+                value = value.lower()
+                if value == b"keep-alive":  # what most clients send: no list to split
+                    persist = True
+                elif value == b"close":
+                    close = True
+                else:
+                    for option in abnf.LIST_SEPARATOR.split(value):
+                        if option == b"close":
+                            close = True
+                        elif option == b"keep-alive":
+                            persist = True
             else:  # Expect
                 if value.lower() == b"100-continue":
                     expect_continue = version == b"1.1"
