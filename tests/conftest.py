@@ -25,6 +25,34 @@ PREFORK = [str(_SCRIPT)] if _SCRIPT.exists() else [shutil.which("prefork") or "p
 _PORT_LINE = re.compile(r"listening on (\S+)(?: \(port (\d+)\))?$", re.M)  # no port: a unix socket
 
 
+
+def _request_parsers() -> dict:
+    """Every request parser this interpreter can run, by its http_parser name."""
+    from prefork.http import parser_class
+
+    parsers = {"python": parser_class("python")[0]}
+    try:
+        parsers["httptools"] = parser_class("httptools")[0]
+    except ImportError:
+        pass
+    return parsers
+
+
+REQUEST_PARSERS = _request_parsers()
+
+
+@pytest.fixture(scope="module", params=sorted(REQUEST_PARSERS))
+def each_parser(request):
+    """Runs every test of a module that uses it once per request parser, with the module's
+    `RequestParser` bound to that parser meanwhile (`pytestmark = pytest.mark.usefixtures(
+    "each_parser")`): the same tests hold both to the same rules."""
+    module = request.module
+    original = module.RequestParser
+    module.RequestParser = REQUEST_PARSERS[request.param]
+    yield module.RequestParser
+    module.RequestParser = original
+
+
 def wait_until(predicate, timeout: float = 10.0, interval: float = 0.01, message: str = "condition"):
     """Poll predicate until it returns something truthy; fail the test after timeout seconds."""
     deadline = time.monotonic() + timeout
