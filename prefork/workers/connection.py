@@ -21,7 +21,7 @@ import tempfile
 from io import BytesIO
 from socket import IPPROTO_TCP as _IPPROTO_TCP, TCP_CORK as _TCP_CORK
 
-from prefork.http import CLOSED, Data, EndOfMessage, ProtocolError, Request, RequestParser
+from prefork.http import CLOSED, Data, EndOfMessage, ProtocolError, Request
 from prefork.http import proxy_protocol
 from prefork.http import framing
 from prefork.http.framing import frame_head
@@ -89,7 +89,7 @@ class HttpConnection(Stream):
         # May this peer tell us who the client is (X-Forwarded-For...)? A unix-socket peer is a
         # local process the socket's permissions let in: trusted, as gunicorn does.
         self.trusted = type(peer) is not tuple or worker.trusted_peers.trusts(peer[0])
-        self.parser = RequestParser(worker.limits)
+        self.parser = worker.parser_class(worker.limits)
         self.request: Request | None = None
         self.body = None
         self.body_size = 0
