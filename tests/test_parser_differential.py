@@ -26,6 +26,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import REQUEST_PARSERS
+from test_parser_properties import MUTATIONS, mutate
 from prefork.http import CLOSED, NEED_DATA, Data, EndOfMessage, Limits, ProtocolError, Request
 
 pytestmark = pytest.mark.skipif("httptools" not in REQUEST_PARSERS, reason="httptools is not installed")
@@ -127,29 +128,14 @@ def requests(draw) -> bytes:
     return head + b"".join(field + draw(line_ends) for field in fields) + b"\r\n" + body
 
 
-def mutate(data: bytes, mutations) -> bytes:
-    buf = bytearray(data)
-    for op, at, byte in mutations:
-        at %= len(buf) + 1
-        if op == "insert" or not buf:
-            buf[at:at] = bytes([byte])
-        elif op == "replace":
-            buf[min(at, len(buf) - 1)] = byte
-        elif op == "delete":
-            del buf[min(at, len(buf) - 1)]
-        else:
-            del buf[at:]
-    return bytes(buf)
-
-
-mutations = st.lists(st.tuples(st.sampled_from(["insert", "replace", "delete", "truncate"]), st.integers(0, 4096),
-                               st.sampled_from(b"\r\n \t:;\x00\x7f\x80\xff0aA") | st.integers(0, 255)), max_size=3)
-
-
 @st.composite
 def streams(draw) -> bytes:
+    """Pipelined requests; now and then mutated, or cut short (a client that stops mid-request)."""
     data = b"".join(draw(st.lists(requests(), min_size=1, max_size=4)))
-    return mutate(data, draw(mutations)) if draw(st.booleans()) else data
+    change = draw(st.sampled_from(["none", "none", "mutated", "cut short"]))
+    if change == "mutated":
+        return mutate(data, draw(MUTATIONS))
+    return data[:draw(st.integers(0, len(data)))] if change == "cut short" else data
 
 
 # -- one parser as the connection drives it -------------------------------------------------------
@@ -244,7 +230,7 @@ NEIGHBOURS = [BROWSER, BROWSER.replace(b"/items/7", b"/items/8"), BROWSER.replac
 
 
 @CHECKS
-@given(st.lists(st.sampled_from(NEIGHBOURS), min_size=1, max_size=5), mutations, st.booleans(), st.data())
+@given(st.lists(st.sampled_from(NEIGHBOURS), min_size=1, max_size=5), MUTATIONS, st.booleans(), st.data())
 def test_browser_heads_one_read_each_or_pipelined(heads, changes, mutated, draw):
     data = b"".join(heads)
     if mutated:
