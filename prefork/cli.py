@@ -58,7 +58,7 @@ GUNICORN_ONLY = {
                                  "as gunicorn does by default",
     ("--http-protocols", "--http2-cleartext", "--http2-max-concurrent-streams", "--http2-initial-window-size",
      "--http2-max-frame-size", "--http2-max-header-list-size"): "only HTTP/1.1 and HTTP/1.0 are served",
-    ("--asgi-loop", "--asgi-lifespan", "--asgi-disconnect-grace-period", "--http-parser", "--root-path"):
+    ("--asgi-loop", "--asgi-lifespan", "--asgi-disconnect-grace-period", "--root-path"):
         "only WSGI apps are served",
     ("--protocol", "--uwsgi-allow-from"): "only HTTP is served (and the echo protocol, echo://HOST:PORT)",
     ("--dirty-app", "--dirty-workers", "--dirty-timeout", "--dirty-threads", "--dirty-graceful-timeout"):

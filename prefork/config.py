@@ -72,6 +72,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("limit_request_fields", 100, "int", "most header fields in a request (431 beyond)", minimum=1),
     Setting("limit_request_field_size", 8190, "int", "longest header field in bytes (431 beyond)", minimum=64, flags=("--limit-request-field-size", "--limit-request-field_size")),
     Setting("limit_request_head", 65536, "int", "largest request head in bytes (431 beyond)", minimum=256),
+    Setting("http_parser", "auto", "choice", "which request parser reads the heads: httptools (llhttp, in C), python, or auto (httptools when it is installed); both accept and refuse the same requests", choices=("auto", "httptools", "python"), flags=("--http-parser", "--http")),
     Setting("body_buffer_size", 1024 * 1024, "int", "request bodies larger than this are spooled to a temporary file", minimum=0),
     Setting("high_water", 256 * 1024, "int", "bytes of output buffered per connection before its producer waits", minimum=1024),
     # -- the master: sockets, signals, supervision
@@ -153,6 +154,13 @@ def _check(setting: Setting, value: Any, where: str) -> Any:
         value = normalize_choice(value, setting)
         if value not in setting.choices:
             raise bad("expected one of " + ", ".join(setting.choices))
+        if setting.name == "http_parser" and value == "httptools":
+            from prefork.http import parser_class
+
+            try:
+                parser_class(value)
+            except ImportError as exc:
+                raise bad(f"it cannot be used ({exc}): pip install httptools, or choose auto or python") from None
         return value
     if kind == "list":
         if isinstance(value, str):

@@ -7,8 +7,19 @@ from __future__ import annotations
 
 import pytest
 
+from support.parsers import REQUEST_PARSERS
 from support.server import Server
 
+@pytest.fixture(scope="module", params=sorted(REQUEST_PARSERS))
+def each_parser(request):
+    """Runs every test of a module that uses it once per request parser, with the module's
+    `RequestParser` bound to that parser meanwhile (`pytestmark = pytest.mark.usefixtures(
+    "each_parser")`): the same tests hold both to the same rules."""
+    module = request.module
+    original = module.RequestParser
+    module.RequestParser = REQUEST_PARSERS[request.param]
+    yield module.RequestParser
+    module.RequestParser = original
 
 @pytest.fixture
 def start_server():
@@ -24,12 +35,10 @@ def start_server():
     for server in servers:
         server.stop()
 
-
 @pytest.fixture
 def server(start_server):
     """One worker serving the built-in site on an ephemeral port."""
     return start_server("-w", "1", "-b", "127.0.0.1:0")
-
 
 @pytest.fixture(scope="session")
 def certificates(tmp_path_factory):

@@ -10,6 +10,12 @@ Where prefork deliberately differs -- it is a strict origin server, llhttp a gen
 lenient modes and other protocols -- the difference is listed, with its reason, in DIFFERENCES
 below, and the test asserts our behaviour instead of llhttp's. Nothing is skipped.
 
+Every case runs against both request parsers, the pure-Python one and the one whose heads llhttp
+itself parses (prefork/http/llhttp_parser.py), with this one table: the second hands every head
+llhttp refuses, or accepts where our rules differ, to the Python rules, so prefork's differences
+from llhttp are the same whichever parser runs (tests/test_parser_differential.py compares the
+two directly).
+
 Reading a case follows llhttp's own harness (test/md-test.ts): the ```http block's lines joined by
 line breaks; a backslash at the end of a line joins it to the next; every line break becomes CRLF;
 then the escapes \\r \\n \\t \\f \\xNN and octal \\NNN; the text is sent UTF-8 encoded (so `\\xff`
@@ -44,6 +50,9 @@ def find_corpus(repo: Path = Path(__file__).resolve().parents[1]) -> Path:
 
 
 CORPUS = find_corpus()
+
+# Every case runs once per request parser (python, httptools): see each_parser in conftest.py.
+pytestmark = pytest.mark.usefixtures("each_parser")
 
 HOST = b"llhttp.test"  # the Host line added to HTTP/1.1 requests that lack one (see the rule below)
 

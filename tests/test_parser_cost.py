@@ -29,6 +29,9 @@ import pytest
 
 from prefork.http import CLOSED, NEED_DATA, Data, EndOfMessage, Limits, ProtocolError, Request, RequestParser
 
+# Every test runs once per request parser (python, httptools): see each_parser in conftest.py.
+pytestmark = pytest.mark.usefixtures("each_parser")
+
 BIG = Limits(head=1 << 20, fields=10_000, field_size=1 << 20, chunk_framing=1 << 30)
 
 

@@ -7,17 +7,29 @@ from __future__ import annotations
 import json
 import time
 
+import pytest
+
+from support.parsers import REQUEST_PARSERS
 from support.client import connect, read_response, recv_until_closed
 from support.paths import APPS
 
 
-def start_plain(start_server):
+@pytest.fixture(params=sorted(REQUEST_PARSERS))
+def http_parser(request) -> str:
+    """Each test runs once per request parser (the http_parser setting)."""
+    return request.param
+
+
+def start_plain(start_server, http_parser: str):
     # A long header timeout: a 400 that comes quickly cannot be the timeout's 408.
-    return start_server("plain:app", "--chdir", APPS, "-w", "1", "-b", "127.0.0.1:0", "--header-timeout", "60")
+    server = start_server("plain:app", "--chdir", APPS, "-w", "1", "-b", "127.0.0.1:0", "--header-timeout", "60",
+                          "--http-parser", http_parser)
+    server.wait_for_log(rf"master \d+: 1 worker, generation \d+, {http_parser} request parser")
+    return server
 
 
-def test_absolute_form_reaches_the_app_in_origin_form(start_server):
-    server = start_plain(start_server)
+def test_absolute_form_reaches_the_app_in_origin_form(start_server, http_parser):
+    server = start_plain(start_server, http_parser)
     with connect(server.port) as sock:
         buf = bytearray()
         sock.sendall(b"GET http://example.org:8081/environ/x?q=1 HTTP/1.1\r\nHost: ignored.example\r\n\r\n")
@@ -44,8 +56,8 @@ def answer_of(port: int, data: bytes) -> tuple[bytes, float]:
         return answer, time.monotonic() - started
 
 
-def test_bad_requests_are_answered_400_at_once_and_the_server_goes_on(start_server):
-    server = start_plain(start_server)
+def test_bad_requests_are_answered_400_at_once_and_the_server_goes_on(start_server, http_parser):
+    server = start_plain(start_server, http_parser)
     for data in (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",  # a TLS ClientHello, no line end
                  b"\r\n\x00",
                  b"GET / HTTP/1.1\r\nHost: a..b\r\n\r\n",

@@ -9,10 +9,14 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from prefork.http import CLOSED, NEED_DATA, Data, EndOfMessage, Limits, ProtocolError, Request, RequestParser
+
+# Every test runs once per request parser (python, httptools): see each_parser in conftest.py.
+pytestmark = pytest.mark.usefixtures("each_parser")
 
 FAST = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -22,6 +22,9 @@ import pytest
 
 from prefork.http import CLOSED, NEED_DATA, Data, EndOfMessage, Limits, ProtocolError, Request, RequestParser
 
+# Every test runs once per request parser (python, httptools): see each_parser in conftest.py.
+pytestmark = pytest.mark.usefixtures("each_parser")
+
 
 def drain(parser: RequestParser) -> list:
     """Events until NEED_DATA or CLOSED (included)."""
@@ -353,6 +356,17 @@ def test_hopeless_partial_head_rejected_before_it_ends(partial):
     parser.feed(partial)
     with pytest.raises(ProtocolError):
         parser.next_event()
+
+
+@pytest.mark.parametrize("data", [b"\r\n\r\n", b"\r\n\r\n\r\n", b"\r\n", b"\r\n\r\n\r\n\r\n"])
+def test_a_read_of_empty_lines_alone_waits_and_stays_buffered(data):
+    """Empty lines before a request are skipped, but stay buffered until a head begins (so that
+    header_timeout runs), whatever shape the read has."""
+    parser = RequestParser()
+    parser.buf, parser.pos = data, 0  # as the connection hands over a read
+    assert parser.next_event() is NEED_DATA and parser.buffered == len(data)
+    parser.feed(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+    assert isinstance(parser.next_event(), Request) and parser.buffered == 0
 
 
 def test_partial_head_waits():

@@ -3,4 +3,24 @@
 from .errors import ProtocolError
 from .parser import CLOSED, NEED_DATA, Data, EndOfMessage, Limits, Request, RequestParser
 
-__all__ = ["CLOSED", "NEED_DATA", "Data", "EndOfMessage", "Limits", "ProtocolError", "Request", "RequestParser"]
+__all__ = ["CLOSED", "NEED_DATA", "Data", "EndOfMessage", "Limits", "ProtocolError", "Request", "RequestParser",
+           "PARSERS", "parser_class"]
+
+PARSERS = ("auto", "httptools", "python")  # the values of the http_parser setting
+
+
+def parser_class(name: str = "auto") -> tuple[type, str]:
+    """The request parser class for an http_parser setting, and the name of the one it is:
+    "httptools" (heads parsed by llhttp, in C), "python", or "auto": httptools when it imports.
+    Both give the same events and verdicts. ImportError for "httptools" without httptools."""
+    if name not in PARSERS:
+        raise ValueError(f"unknown request parser {name!r}: expected one of {', '.join(PARSERS)}")
+    if name != "python":
+        try:
+            from .llhttp_parser import LlhttpRequestParser
+        except ImportError:
+            if name == "httptools":
+                raise
+        else:
+            return LlhttpRequestParser, "httptools"
+    return RequestParser, "python"

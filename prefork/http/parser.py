@@ -331,17 +331,20 @@ class RequestParser:
             raise ProtocolError(414, "request line too long")
         if end + 4 - start > limits.head:
             raise ProtocolError(431, "request head too large")
+        return self._parse_head(buf, start, end, fields_at, line_end)
+
+    def _parse_head(self, buf: bytes, start: int, end: int, fields_at: int, line_end: int):
+        """The Request for the whole head buf[start:end + 4] (its request-line ends at fields_at,
+        line_end bytes after start), whose size limits are checked; pos moves past it."""
+        limits = self.limits
         last_fields = self.last_fields
         if (last_fields is not None and end + 4 - fields_at == len(last_fields)
                 and buf.startswith(last_fields, fields_at)):
             # The field lines of the last head again, after a new request-line: a client on a
             # keep-alive connection sends the same headers and varies only the target. The
             # fields were checked last time; check and parse the request-line alone.
-            request = self._same_fields(buf[start:fields_at])
+            request = self._same_fields(buf, start, fields_at, end + 4)
             if request is not None:
-                self.pos = end + 4
-                self.last_head = buf[start:end + 4]
-                self.last_request = request
                 return request
             # Anything wrong with the request-line: the full checks below say what.
         head = buf[start:end + 2]  # the request-line and field lines, each ending in CRLF
@@ -390,9 +393,11 @@ class RequestParser:
             self.last_fields = buf[fields_at:end + 4]
         return request
 
-    def _same_fields(self, line: bytes):
-        """The Request for a new request-line over the last head's field lines, or None when the
-        line is not a plain valid one of the same HTTP version with an origin-form target."""
+    def _same_fields(self, buf: bytes, start: int, fields_at: int, head_end: int):
+        """The Request for the head buf[start:head_end], a new request-line over the last head's
+        field lines (which begin at fields_at), or None when the line is not a plain valid one of
+        the same HTTP version with an origin-form target. pos moves past the head."""
+        line = buf[start:fields_at]
         if line.translate(_MOVE_CONTROLS) is not line:
             return None
         parts = line.split(b" ")
@@ -404,8 +409,12 @@ class RequestParser:
                 or (method not in _METHODS and _token(method) is None)
                 or not target or target[0] != 47 or b"\t" in target or not target.isascii()):
             return None
-        return Request(method, target, last.version, last.headers, last.keep_alive, last.expect_continue,
-                       None, False)
+        request = Request(method, target, last.version, last.headers, last.keep_alive, last.expect_continue,
+                          None, False)
+        self.pos = head_end
+        self.last_head = buf[start:head_end]
+        self.last_request = request
+        return request
 
     def _bad_head(self, head: bytes, line_end: int):
         """The fast checks failed: find which rule the head breaks, with the old precise patterns."""
@@ -525,11 +534,17 @@ class RequestParser:
                 hosts += 1
                 host = value
             elif name == _CONNECTION:
-                for option in abnf.LIST_SEPARATOR.split(value.lower()):
-                    if option == b"close":
-                        close = True
-                    elif option == b"keep-alive":
-                        persist = True
+                value = value.lower()
+                if value == b"keep-alive":  # what most clients send: no list to split
+                    persist = True
+                elif value == b"close":
+                    close = True
+                else:
+                    for option in abnf.LIST_SEPARATOR.split(value):
+                        if option == b"close":
+                            close = True
+                        elif option == b"keep-alive":
+                            persist = True
             else:  # Expect
                 if value.lower() == b"100-continue":
                     expect_continue = version == b"1.1"

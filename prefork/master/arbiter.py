@@ -27,6 +27,7 @@ from setproctitle import setproctitle
 
 from prefork import config as configuration
 from prefork import tls
+from prefork.http import parser_class
 from prefork.logs import prepare_log_files, reopen_error_log, setup_error_log
 
 from . import autoreload, child, privileges, rlimits, systemd, upgrade
@@ -176,7 +177,8 @@ class Arbiter:
             return False
         self.slots = [None] * count
         self.set_title()
-        log.info("master %d: %s, generation %d%s", os.getpid(), plural(count, "worker"), self.generation,
+        log.info("master %d: %s, generation %d, %s request parser%s", os.getpid(), plural(count, "worker"),
+                 self.generation, parser_class(self.config.http_parser)[1],
                  " (upgraded: sockets inherited)" if self.upgraded else "")
         return True
 
@@ -306,7 +308,8 @@ class Arbiter:
         self.slots = [None] * len(self.slots)
         self.respawn_at.clear()
         self.failures.clear()
-        log.info("generation %d: starting %s", self.generation, plural(len(self.slots), "worker"))
+        log.info("generation %d: starting %s, %s request parser", self.generation, plural(len(self.slots), "worker"),
+                 parser_class(new.http_parser)[1])
 
     @staticmethod
     def prepare_logs(config) -> None:

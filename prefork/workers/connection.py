@@ -20,7 +20,7 @@ import errno
 import tempfile
 from io import BytesIO
 
-from prefork.http import CLOSED, Data, EndOfMessage, ProtocolError, Request, RequestParser
+from prefork.http import CLOSED, Data, EndOfMessage, ProtocolError, Request
 from prefork.http import proxy_protocol
 from prefork.http import framing
 from prefork.http.framing import frame_head
@@ -88,7 +88,7 @@ class HttpConnection:
         # May this peer tell us who the client is (X-Forwarded-For...)? A unix-socket peer is a
         # local process the socket's permissions let in: trusted, as gunicorn does.
         self.trusted = type(peer) is not tuple or worker.trusted_peers.trusts(peer[0])
-        self.parser = RequestParser(worker.limits)
+        self.parser = worker.parser_class(worker.limits)
         self.request: Request | None = None  # the request being read or answered (for the log)
         self.exchange: Exchange | None = None  # the request with the handler, until its response ends
         self.body = None  # the body being received

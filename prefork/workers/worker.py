@@ -19,7 +19,7 @@ import tempfile
 import time
 from functools import partial
 
-from prefork.http import Limits
+from prefork.http import Limits, parser_class
 from prefork.http import response as http
 from prefork.http.forwarded import TrustedPeers
 from prefork.logs import AccessLog, reopen_error_log
@@ -60,6 +60,8 @@ class Worker:
         self.limits = Limits(request_line=config.limit_request_line, fields=config.limit_request_fields,
                              field_size=config.limit_request_field_size, head=config.limit_request_head,
                              body=config.max_body_size)
+        # The request parser of every connection (the http_parser setting): its class and name.
+        self.parser_class, self.parser_name = parser_class(config.http_parser)
         self.high_water = config.high_water
         self.transport_settings = TransportSettings(config.high_water, config.send_timeout)
         self.tls_context = tls_context

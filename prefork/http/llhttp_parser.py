@@ -1,0 +1,201 @@
+"""The request parser with its heads parsed by llhttp (Node.js's parser, in C, through httptools).
+
+`LlhttpRequestParser` is a `RequestParser`: the same constructor, `feed()`, `next_event`,
+`buffered`, `buf` and `pos`, the same events, limits and statuses. llhttp splits and checks a
+whole head's request-line and field lines in C and calls back once per field; everything around
+it is the pure-Python parser's own code:
+
+- a head still arriving (with its early refusals), empty lines before a request, the size
+  limits, and the bodies, Content-Length or chunked, with their limits;
+- the framing and routing rules once the fields are known (`_request`: Content-Length,
+  Transfer-Encoding, Host, Connection, Expect, absolute-form);
+- the checks llhttp does not make: one SP between the request-line's parts, HTTP/1.0 or 1.1
+  only, the field count and size, OWS after a value;
+- and the verdict on every head llhttp refuses: the Python code parses it again and accepts it
+  (an extension method such as MKCOLA, which llhttp does not know) or says with which status to
+  refuse it. So both parsers accept the same heads and refuse them alike.
+
+llhttp never sees more than the first message of what is buffered. httptools gives neither the
+offset at which a message ends nor a way to pause there, so llhttp fed a body and a pipelined
+request after it would parse that request too, and the bytes not yet turned into events could no
+longer be counted (`buffered`, `buf[pos:]`). A read that is one head (the common case: it ends
+with the head's CRLFCRLF) goes to llhttp whole; a callback stops llhttp if a second message
+begins in it, and the head's end is then searched for. Otherwise the head is found first and fed
+alone. Bodies are the Python parser's, read with slices and compiled patterns, in C already.
+
+The fast path trusts llhttp to refuse what RFC 9112 forbids in a head (controls in a field
+value, bare CR or LF, obs-fold, whitespace before a colon, a target byte outside visible
+ASCII). llhttp 9 refuses them all unless a leniency flag is set; `_refuses_what_we_refuse()`
+checks it at import, so that an httptools built on a more lenient llhttp is not used.
+"""
+
+from __future__ import annotations
+
+from httptools import HttpParserCallbackError, HttpParserError, HttpParserUpgrade, HttpRequestParser
+
+from .errors import ProtocolError
+from .parser import _HEAD, _METHODS, Limits, RequestParser, _token
+
+# HTTP-version -> (the version as Request has it, keep-alive by default)
+_VERSIONS = {b"HTTP/1.1": (b"1.1", True), b"HTTP/1.0": (b"1.0", False)}
+
+
+class _Stop(Exception):
+    """Raised in a callback to stop llhttp once the first message's head is whole."""
+
+
+class _Callbacks:
+    """What llhttp calls while it parses a read: each field line of the first message, its end
+    if it has no body, and llhttp is stopped where a body or a second message begins."""
+
+    __slots__ = ("fields", "begun", "complete")
+
+    def __init__(self):
+        self.fields = []
+        self.begun = self.complete = False
+
+    def on_message_begin(self) -> None:
+        if self.begun:
+            raise _Stop
+        self.begun = True
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        # llhttp drops the OWS before a value but not the OWS after it. rstrip() without
+        # arguments strips more than SP and HTAB, but llhttp refuses the others in a value.
+        self.fields.append((name.lower(), value.rstrip()))
+
+    def on_body(self, data: bytes) -> None:
+        raise _Stop
+
+    def on_chunk_header(self) -> None:
+        raise _Stop
+
+    def on_message_complete(self) -> None:
+        self.complete = True
+
+
+class LlhttpRequestParser(RequestParser):
+    """Turns the bytes of one connection into request events, heads parsed by llhttp."""
+
+    __slots__ = ("llhttp", "callbacks")
+
+    def __init__(self, limits: Limits = Limits()):
+        super().__init__(limits)
+        self.callbacks = _Callbacks()
+        self.llhttp = HttpRequestParser(self.callbacks)
+
+    def _head(self):
+        buf = self.buf
+        limits = self.limits
+        if (self.pos or self.scanned or type(buf) is not bytes or not 5 <= len(buf) <= limits.head
+                or not buf.endswith(b"\r\n\r\n") or buf[-5] in b"\r\n" or buf[0] == 13):
+            # Not a read that begins with a head and ends with one: the general path finds the
+            # head (or waits for it, or refuses it) and calls _parse_head.
+            return RequestParser._head(self)
+        # The read begins with a request-line and ends with a CRLFCRLF that a line's end precedes
+        # (no empty line follows it): one head, or a head and what follows it, to its end.
+        last_head = self.last_head
+        if last_head is not None and buf.startswith(last_head):
+            self.pos = len(last_head)
+            return self.last_request
+        fields_at = buf.find(b"\r\n")
+        if fields_at > limits.request_line:
+            return RequestParser._head(self)  # (which refuses it)
+        return self._parse_head(buf, 0, -1, fields_at, fields_at)
+
+    def _parse_head(self, buf: bytes, start: int, end: int, fields_at: int, line_end: int):
+        """As RequestParser's, but end -1: the head begins buf, which holds a CRLFCRLF."""
+        last_fields = self.last_fields
+        if last_fields is not None:
+            # The last head's field lines under a new request-line, as RequestParser reuses them
+            # (see there). They end with the only CRLFCRLF they hold: if buf ends with them, so
+            # does the head.
+            head_end = end + 4 if end >= 0 else len(buf)
+            if head_end - fields_at == len(last_fields) and buf.startswith(last_fields, fields_at):
+                request = self._same_fields(buf, start, fields_at, head_end)
+                if request is not None:
+                    return request
+        callbacks = self.callbacks
+        callbacks.begun = callbacks.complete = False
+        fields = callbacks.fields = []
+        try:
+            if end < 0:
+                self.llhttp.feed_data(buf)
+            else:
+                head_end = end + 4
+                # A read that is one whole head goes as it is, without a copy.
+                self.llhttp.feed_data(buf if start == 0 and head_end == len(buf) else buf[start:head_end])
+        except (HttpParserCallbackError, HttpParserUpgrade):
+            # _Stop: a body or a second message begins, after the head llhttp called back. Or
+            # CONNECT, or Upgrade: llhttp would read what follows as another protocol; prefork
+            # tunnels nothing and ignores Upgrade (RFC 9110 7.8), so the request is an ordinary
+            # one, framed by its own fields. Either way llhttp stopped mid-stream: a new one for
+            # the next head.
+            callbacks.complete = False
+        except HttpParserError:
+            return self._python_verdict(buf, start, end, fields_at, line_end)
+        if end < 0:
+            # llhttp read all of buf: when the message ended there, with no body and nothing
+            # after it (any byte but CR or LF would begin a second one, and buf does not end with
+            # an empty line), the head is buf; otherwise its end is searched for.
+            end = len(buf) - 4 if callbacks.complete else buf.find(b"\r\n\r\n")
+        head_end = end + 4
+        # request-line = method SP request-target SP HTTP-version (RFC 9112 3). llhttp accepts
+        # several spaces, HTTP/2.0 and HTTP/0.9, and skips a lone CR or LF before the method:
+        # the Python checks say what those are.
+        try:
+            method, target, version = buf[start:fields_at].split(b" ")
+            version, keep_alive = _VERSIONS[version]
+        except (ValueError, KeyError):
+            return self._python_verdict(buf, start, end, fields_at, line_end)
+        if not target or (method not in _METHODS and _token(method) is None):
+            return self._python_verdict(buf, start, end, fields_at, line_end)
+        limits = self.limits
+        if len(fields) > limits.fields:
+            raise ProtocolError(431, "too many header fields")
+        if end + 2 - start > limits.field_size and max(
+                map(len, buf[fields_at + 2:end].split(b"\r\n"))) > limits.field_size:
+            raise ProtocolError(431, "header field too large")
+        self.pos = head_end
+        request = self._request(method, target, version, fields, keep_alive)
+        if not callbacks.complete:
+            # llhttp stopped, or waits for a body that the Python code reads: a new one.
+            self.llhttp = HttpRequestParser(callbacks)
+        elif self.state == _HEAD and request.target is target:
+            # As RequestParser remembers it (see there): the same head again is the same Request,
+            # the same field lines under a new request-line share its fields.
+            self.last_head = buf[start:head_end]
+            self.last_request = request
+            self.last_fields = buf[fields_at:head_end]
+        return request
+
+    def _python_verdict(self, buf: bytes, start: int, end: int, fields_at: int, line_end: int):
+        """A head llhttp refused, or accepted where our rules differ: the Python parser decides
+        (a Request, or ProtocolError with its status). llhttp is left in an error or a mid-message
+        state: a new one for the next head."""
+        self.llhttp = HttpRequestParser(self.callbacks)
+        if end < 0:
+            end = buf.find(b"\r\n\r\n", start)
+        return RequestParser._parse_head(self, buf, start, end, fields_at, line_end)
+
+
+def _refuses_what_we_refuse() -> bool:
+    """Whether this llhttp refuses the bytes the fast path leaves to it (llhttp 9 without
+    leniency flags does; older versions accepted some)."""
+    probes = (b"X: a\x0b", b"X: a\x0c", b"X: a\x01b", b"X: a\x7fb", b"X: a\x00b", b"X: a\rb", b"X: a\nY: b",
+              b"X: a\r\n b", b"X : a", b"X\tY: a", b" X: a")
+    targets = (b"/a\x00", b"/\x7f", b"/\xe9", b"/a\tb", b"/a\x0c")
+    heads = [b"GET / HTTP/1.1\r\nHost: a\r\n" + probe + b"\r\n\r\n" for probe in probes]
+    heads += [b"GET " + target + b" HTTP/1.1\r\nHost: a\r\n\r\n" for target in targets]
+    for head in heads:
+        try:
+            HttpRequestParser(_Callbacks()).feed_data(head)
+        except HttpParserError:
+            continue
+        return False
+    return True
+
+
+if not _refuses_what_we_refuse():
+    raise ImportError("this httptools's llhttp accepts bytes RFC 9112 forbids in a request head; "
+                      "the pure-Python parser is used instead (upgrade httptools)")
