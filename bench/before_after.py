@@ -1,9 +1,9 @@
 """The same workloads against two versions of prefork, in one run: did a change cost speed?
 
-    python bench/before_after.py --before REV [--rounds 3] [--duration 10] [--quick] [--no-doc]
+    python bench/before_after.py --before REV [--after REV] [--rounds 3] [--duration 10] [--quick] [--no-doc]
 
 REV (a commit, tag or branch) is checked out in a temporary git worktree and run with
-PYTHONPATH pointing at it; "after" is this checkout. Each workload of bench/core.py and
+PYTHONPATH pointing at it; "after" is this checkout, or --after's revision checked out so too. Each workload of bench/core.py and
 bench/peers.py that prefork runs alone -- the built-in site's /plaintext with every head new
 and with one head repeated, the WSGI hello app inline (both loadings) and on 8 threads -- is
 measured for both versions in interleaved rounds, server on core 0 and wrk on core 1. Writes the
@@ -40,27 +40,28 @@ def workloads(prefork: str) -> list[tuple[str, list[str], str, Path, str]]:
     ]
 
 
-def specs(before_tree: Path, label: str) -> list[harness.ServerSpec]:
+def specs(before_tree: Path, label: str, after_tree: Path) -> list[harness.ServerSpec]:
     prefork = shutil.which("prefork") or sys.exit("the prefork command is not installed: pip install -e .")
     found = []
     for name, argv, path, cwd, script in workloads(prefork):
-        for version, tree in ((label, before_tree), ("after", harness.REPO)):
+        for version, tree in ((label, before_tree), ("after", after_tree)):
             found.append(harness.ServerSpec(f"{name} [{version}]", argv, path=path, cwd=cwd, script=script,
                                             env={"PYTHONPATH": str(tree)}))
     return found
 
 
-def report(results: dict, info: dict, args, label: str) -> str:
+def report(results: dict, info: dict, args, label: str, after_label: str) -> str:
     med = {name: harness.medians(runs) for name, runs in results.items()}
     lines = [
-        "## Before and after a change",
+        f"## {args.title}",
         "",
         "Command:",
         "",
-        f"    python bench/before_after.py --before {args.before} --rounds {args.rounds} --duration {args.duration:g}",
+        f"    python bench/before_after.py --before {args.before}" + (f" --after {args.after}" if args.after else "")
+        + f" --rounds {args.rounds} --duration {args.duration:g} --section {args.section} --title '{args.title}'",
         "",
         *harness.machine_lines(info),
-        f"- before: `{label}`; after: this checkout; {args.rounds} interleaved rounds x {args.duration:g} s, "
+        f"- before: `{label}`; after: `{after_label}`; {args.rounds} interleaved rounds x {args.duration:g} s, "
         "`wrk -t1 -c64` on core 1, one worker on core 0; medians over rounds",
         "",
         "| workload | requests/s before | after | after/before | CPU per request before | after | after/before |",
@@ -84,32 +85,44 @@ def report(results: dict, info: dict, args, label: str) -> str:
     return "\n".join(lines)
 
 
+def describe_revision(revision: str) -> str:
+    return subprocess.run(["git", "-C", str(harness.REPO), "log", "-1", "--format=%h %s", revision],
+                          capture_output=True, text=True, check=True).stdout.strip()[:72]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--before", required=True, help="the git revision to compare this checkout with")
+    parser.add_argument("--before", required=True, help="the git revision to compare with")
+    parser.add_argument("--after", help="the git revision measured as 'after' (default: this checkout)")
+    parser.add_argument("--section", default="before-after", choices=[n for n in harness.SECTIONS if "before" in n],
+                        help="the section of docs/benchmarks.md to write (one per comparison kept there)")
+    parser.add_argument("--title", default="Before and after a change", help="the section's title")
     harness.common_arguments(parser, rounds=3, duration=10.0)
     args = parser.parse_args()
     harness.apply_quick(args)
     harness.check_tools()
     harness.stop_on_term()
-    label = subprocess.run(["git", "-C", str(harness.REPO), "log", "-1", "--format=%h %s", args.before],
-                           capture_output=True, text=True, check=True).stdout.strip()[:72]
+    label = describe_revision(args.before)
+    after_label = describe_revision(args.after) if args.after else "this checkout"
     info = harness.machine()
     harness.OUT.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="prefork-before-") as workdir:
-        tree = Path(workdir) / "before"
-        subprocess.run(["git", "-C", str(harness.REPO), "worktree", "add", "--detach", str(tree), args.before],
-                       check=True, capture_output=True)
+        trees = {"before": args.before, **({"after": args.after} if args.after else {})}
+        for name, revision in trees.items():
+            subprocess.run(["git", "-C", str(harness.REPO), "worktree", "add", "--detach", str(Path(workdir) / name),
+                            revision], check=True, capture_output=True)
         try:
-            all_specs = specs(tree, label)
+            after_tree = Path(workdir) / "after" if args.after else harness.REPO
+            all_specs = specs(Path(workdir) / "before", label, after_tree)
             harness.progress(f"before/after: {args.rounds} rounds x {len(all_specs)} servers x {args.duration:g} s")
             results = harness.run_rounds(all_specs, args.rounds, args.duration, args.warmup, Path(workdir),
                                          **harness.rounds_options(args))
         finally:
-            subprocess.run(["git", "-C", str(harness.REPO), "worktree", "remove", "--force", str(tree)],
-                           capture_output=True)
+            for name in trees:
+                subprocess.run(["git", "-C", str(harness.REPO), "worktree", "remove", "--force", str(Path(workdir) / name)],
+                               capture_output=True)
     info["load_after"] = harness.loadavg()
-    harness.save_and_publish("before-after", info, results, report(results, info, args, label), not args.no_doc)
+    harness.save_and_publish(args.section, info, results, report(results, info, args, label, after_label), not args.no_doc)
     return 0
 
 
