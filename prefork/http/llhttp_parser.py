@@ -86,6 +86,12 @@ class LlhttpRequestParser(RequestParser):
 
     def _head(self):
         buf = self.buf
+        last_head = self.last_head
+        if last_head is not None and not self.scanned and buf.startswith(last_head, self.pos):
+            # The very head parsed last time: the same Request, as RequestParser gives it (first,
+            # before any other test: a client that repeats its head repeats it on every request).
+            self.pos += len(last_head)
+            return self.last_request
         limits = self.limits
         if (self.pos or self.scanned or type(buf) is not bytes or not 5 <= len(buf) <= limits.head
                 or not buf.endswith(b"\r\n\r\n") or buf[-5] in b"\r\n" or buf[0] == 13):
@@ -94,10 +100,6 @@ class LlhttpRequestParser(RequestParser):
             return RequestParser._head(self)
         # The read begins with a request-line and ends with a CRLFCRLF that a line's end precedes
         # (no empty line follows it): one head, or a head and what follows it, to its end.
-        last_head = self.last_head
-        if last_head is not None and buf.startswith(last_head):
-            self.pos = len(last_head)
-            return self.last_request
         fields_at = buf.find(b"\r\n")
         if fields_at > limits.request_line:
             return RequestParser._head(self)  # (which refuses it)
