@@ -112,8 +112,9 @@ class Transport:
             self.flush()
             if self.closed or not mask & ~EPOLLOUT:
                 return
-        # EPOLLIN, or an error/hang-up that recv will report: on_readable(), inlined (this runs
-        # for every request, and a Python call costs about what a system call's user side does).
+        # EPOLLIN, or an error/hang-up that recv will report (read here, not in a method of its
+        # own: this runs for every request, and a Python call costs about what a system call's
+        # user side does).
         try:
             data = self.sock.recv(READ_SIZE)
         except (BlockingIOError, InterruptedError):
@@ -132,22 +133,8 @@ class Transport:
                 self.protocol.eof_received()
 
     def on_readable(self) -> None:
-        try:
-            data = self.sock.recv(READ_SIZE)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            self.abort()
-            return
-        if data:
-            if not self.lingering:
-                self.protocol.data_received(data)
-        else:
-            self.read_closed = True
-            if self.lingering:
-                self.abort()
-            else:
-                self.protocol.eof_received()
+        """Read now, as an EPOLLIN event would (a graceful stop looks at idle connections so)."""
+        self.on_events(EPOLLIN)
 
     def _timed_out(self) -> None:
         if self.lingering:
