@@ -115,6 +115,7 @@ class Arbiter:
         if not self.start():
             for listening in self.listenings:
                 listening.close()
+            self.pidfile.remove()  # a start that failed after writing it (the app's preload)
             return 1
         try:
             self.loop()
@@ -154,6 +155,11 @@ class Arbiter:
         except BindError as exc:
             log.error("%s", exc)
             return False
+        try:  # before "listening on" is logged: a script that waits for that line finds the pid
+            self.pidfile.write()
+        except OSError as exc:
+            log.error("cannot write the pidfile %s: %s", self.config.pid, exc.strerror)
+            return False
         for listening in self.listenings:
             if listening.bound_port:
                 log.info("listening on %s (port %s)", listening.address.text, listening.bound_port)
@@ -170,11 +176,6 @@ class Arbiter:
                 return False
         self.board = Scoreboard(max(256, 4 * count))
         self.board.set_generation(self.generation)
-        try:
-            self.pidfile.write()
-        except OSError as exc:
-            log.error("cannot write the pidfile %s: %s", self.config.pid, exc.strerror)
-            return False
         self.slots = [None] * count
         self.set_title()
         log.info("master %d: %s, generation %d, %s request parser%s", os.getpid(), plural(count, "worker"),
