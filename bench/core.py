@@ -36,7 +36,7 @@ http {{
     uwsgi_temp_path {dir}/uwsgi;
     scgi_temp_path {dir}/scgi;
     server {{
-        listen 127.0.0.1:{port};
+        listen 127.0.0.1:{port}{listen};{server}
         location /plaintext {{ default_type text/plain; return 200 "Hello, World!"; }}
         location /hello {{ default_type text/plain; return 200 "Hello, World!"; }}
     }}
@@ -56,7 +56,7 @@ UNIQUE_FIELDS = str(harness.REPO / "bench" / "unique_fields.lua")
 def nginx_setup(port: int, workdir: Path) -> list[str]:
     """Write a temporary nginx.conf for this port; nginx runs as a master and one worker."""
     conf_dir = Path(tempfile.mkdtemp(prefix="nginx-", dir=workdir))
-    (conf_dir / "nginx.conf").write_text(NGINX_CONF.format(dir=conf_dir, port=port))
+    (conf_dir / "nginx.conf").write_text(NGINX_CONF.format(dir=conf_dir, port=port, listen="", server=""))
     return [harness.NGINX, "-p", str(conf_dir), "-c", str(conf_dir / "nginx.conf")]
 
 

@@ -19,33 +19,17 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import harness  # noqa: E402  (a script run as `python bench/tls.py`)
+import core  # noqa: E402  (a script run as `python bench/tls.py`)
+import harness  # noqa: E402
 
 SECTION = "tls"
 TARGET = 0.7
 
-NGINX_CONF = """\
-worker_processes 1;
-daemon off;
-pid {dir}/nginx.pid;
-error_log {dir}/error.log warn;
-events {{ worker_connections 4096; }}
-http {{
-    access_log off;
-    client_body_temp_path {dir}/body;
-    proxy_temp_path {dir}/proxy;
-    fastcgi_temp_path {dir}/fastcgi;
-    uwsgi_temp_path {dir}/uwsgi;
-    scgi_temp_path {dir}/scgi;
-    server {{
-        listen 127.0.0.1:{port} ssl;
+# bench/core.py's nginx, its listener with TLS and the certificate
+TLS_SERVER = """
         ssl_certificate {cert};
         ssl_certificate_key {key};
-        ssl_protocols TLSv1.2 TLSv1.3;
-        location /plaintext {{ default_type text/plain; return 200 "Hello, World!"; }}
-    }}
-}}
-"""
+        ssl_protocols TLSv1.2 TLSv1.3;"""
 
 
 def make_certificate(directory: Path) -> tuple[Path, Path]:
@@ -61,7 +45,8 @@ def specs(cert: Path, key: Path) -> list[harness.ServerSpec]:
 
     def nginx_setup(port: int, workdir: Path) -> list[str]:
         conf_dir = Path(tempfile.mkdtemp(prefix="nginx-", dir=workdir))
-        (conf_dir / "nginx.conf").write_text(NGINX_CONF.format(dir=conf_dir, port=port, cert=cert, key=key))
+        (conf_dir / "nginx.conf").write_text(core.NGINX_CONF.format(
+            dir=conf_dir, port=port, listen=" ssl", server=TLS_SERVER.format(cert=cert, key=key)))
         return [harness.NGINX, "-p", str(conf_dir), "-c", str(conf_dir / "nginx.conf")]
 
     return [
@@ -71,7 +56,7 @@ def specs(cert: Path, key: Path) -> list[harness.ServerSpec]:
                            note="built-in site, `-w 1 --certfile CERT --keyfile KEY`, no access log"),
         harness.ServerSpec("nginx TLS", [harness.NGINX], setup=nginx_setup, scheme="https",
                            note="`worker_processes 1; access_log off;`, `listen ... ssl` with the same "
-                                "certificate and key, `return 200 \"Hello, World!\"`; full config in bench/tls.py"),
+                                "certificate and key, `return 200 \"Hello, World!\"`; full config in bench/core.py and bench/tls.py"),
     ]
 
 
