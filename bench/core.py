@@ -124,16 +124,8 @@ def report(results: dict, info: dict, args) -> str:
         "Rows: `prefork` and `nginx` are loaded with one head repeated; the rows marked *every head new* "
         "are the requests real clients send.",
         "",
-        "| server | requests/s | p99 latency | CPU per request | req/s vs nginx | CPU/req vs nginx | server core busy |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        *harness.results_table(med, "nginx"),
     ]
-    for name, m in med.items():
-        if m is None:
-            lines.append(f"| {name} | failed | | | | | |")
-            continue
-        lines.append(f"| {name} | {m['rps']:,.0f} | {m['p99_ms']:.2f} ms | {m['cpu_us_per_request']:.1f} us | "
-                     f"{harness.fmt_ratio(ratio(name, 'rps'))} | {harness.fmt_ratio(ratio(name, 'cpu_us_per_request'))} | "
-                     f"{100 * m['server_core_busy']:.0f}% |")
     rps_ratio, cpu_ratio = ratio("prefork", "rps"), ratio("prefork", "cpu_us_per_request")
 
     def pair_ratio(variant, key):

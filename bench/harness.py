@@ -581,6 +581,22 @@ def update_doc(section: str, body: str) -> None:
     DOC.write_text("\n\n".join(parts) + "\n")
 
 
+def results_table(med: dict, reference: str) -> list[str]:
+    """The lines of the table of medians, one row per server, its ratios against `reference`."""
+    ref = med.get(reference)
+    lines = ["| server | requests/s | p99 latency | CPU per request | req/s vs nginx | CPU/req vs nginx | server core busy |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for name, m in med.items():
+        if m is None:
+            lines.append(f"| {name} | failed | | | | | |")
+            continue
+        rps = m["rps"] / ref["rps"] if ref else None
+        cpu = m["cpu_us_per_request"] / ref["cpu_us_per_request"] if ref else None
+        lines.append(f"| {name} | {m['rps']:,.0f} | {m['p99_ms']:.2f} ms | {m['cpu_us_per_request']:.1f} us | "
+                     f"{fmt_ratio(rps)} | {fmt_ratio(cpu)} | {100 * m['server_core_busy']:.0f}% |")
+    return lines
+
+
 def fmt_ratio(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2f}x"
 

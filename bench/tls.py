@@ -81,17 +81,8 @@ def report(results: dict, info: dict, args, all_specs) -> str:
         "https://127.0.0.1:PORT/plaintext` on core 1 (one head repeated, connections kept alive), server on core 0; "
         "medians over rounds; a self-signed ECDSA P-256 certificate, TLS 1.3 as both negotiate",
         "",
-        "| server | requests/s | p99 latency | CPU per request | req/s vs nginx | CPU/req vs nginx | server core busy |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        *harness.results_table(med, "nginx TLS"),
     ]
-    for name, m in med.items():
-        if m is None:
-            lines.append(f"| {name} | failed | | | | | |")
-            continue
-        r = m["rps"] / theirs["rps"] if theirs else None
-        c = m["cpu_us_per_request"] / theirs["cpu_us_per_request"] if theirs else None
-        lines.append(f"| {name} | {m['rps']:,.0f} | {m['p99_ms']:.2f} ms | {m['cpu_us_per_request']:.1f} us | "
-                     f"{harness.fmt_ratio(r)} | {harness.fmt_ratio(c)} | {100 * m['server_core_busy']:.0f}% |")
     lines += ["", *harness.round_table(results, args.rounds), "", "Servers:", ""]
     lines += [f"- {spec.name}: {spec.note}" for spec in all_specs]
     return "\n".join(lines)
