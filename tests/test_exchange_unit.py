@@ -294,3 +294,20 @@ def test_a_threaded_response_posted_after_the_client_left_is_dropped():
     release.set()
     run_until(worker, lambda: finished and worker.queues.in_flight == 0)
     assert worker.stats is not None and not worker.connections
+
+
+def test_the_connection_builds_its_exchange_as_exchange_init_does():
+    """process() writes Exchange.__init__ out (once per request): the same fields, the same values."""
+    from prefork.workers.exchange import Exchange
+
+    seen = []
+    worker = make_worker(lambda exchange: seen.append((exchange, {name: getattr(exchange, name)
+                                                                   for name in Exchange.__slots__})))
+    conn, client = pair(worker)
+    client.sendall(b"HEAD / HTTP/1.1\r\nHost: t\r\n\r\n")
+    conn.transport.on_events(EPOLLIN)
+    (exchange, fields) = seen[0]
+    assert fields == {name: getattr(Exchange(conn, exchange.request, exchange.body), name)
+                      for name in Exchange.__slots__}
+    client.close()
+    conn.abort()

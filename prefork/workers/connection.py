@@ -193,7 +193,8 @@ class HttpConnection:
             worker.requests += 1
             if worker.requests == worker.max_requests:
                 worker.recycle()
-            # Exchange(self, request, body), its __init__ written out: once per request.
+            # Exchange(self, request, body), its __init__ written out: once per request (pinned by
+            # tests/test_exchange_unit.py).
             self.exchange = exchange = _new_exchange(Exchange)
             exchange.conn = self
             exchange.request = request
