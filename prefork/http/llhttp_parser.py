@@ -1,9 +1,10 @@
 """The request parser with its heads parsed by llhttp (Node.js's parser, in C, through httptools).
 
 `LlhttpRequestParser` is a `RequestParser`: the same constructor, `feed()`, `next_event`,
-`buffered`, `buf` and `pos`, the same events, limits and statuses. llhttp splits and checks a
-whole head's request-line and field lines in C and calls back once per field; everything around
-it is the pure-Python parser's own code:
+`buffered`, `buf` and `pos`, the same events, limits and statuses. llhttp checks a whole head's
+request-line and field lines in C, with no Python call per field: the field lines go to the
+Request as they are (split only when a handler reads its headers), and the few fields that frame
+the request are found by one pattern. Everything around it is the pure-Python parser's own code:
 
 - a head still arriving (with its early refusals), empty lines before a request, the size
   limits, and the bodies, Content-Length or chunked, with their limits;
@@ -31,13 +32,12 @@ checks it at import, so that an httptools built on a more lenient llhttp is not 
 
 from __future__ import annotations
 
+import re
+
 from httptools import HttpParserCallbackError, HttpParserError, HttpParserUpgrade, HttpRequestParser
 
 from .errors import ProtocolError
-from .parser import _HEAD, _METHODS, Limits, RequestParser, _token
-
-# HTTP-version -> (the version as Request has it, keep-alive by default)
-_VERSIONS = {b"HTTP/1.1": (b"1.1", True), b"HTTP/1.0": (b"1.0", False)}
+from .parser import _CLOSED, _HEAD, _KNOWN_HOSTS, Limits, Request, RequestParser
 
 
 class _Stop(Exception):
@@ -45,24 +45,20 @@ class _Stop(Exception):
 
 
 class _Callbacks:
-    """What llhttp calls while it parses a read: each field line of the first message, its end
-    if it has no body, and llhttp is stopped where a body or a second message begins."""
+    """What llhttp calls while it parses a read: the end of the first message if it has no body,
+    and llhttp is stopped where a body or a second message begins. No callback per field: the
+    field lines are split in Python only when read (Request.headers), and the few that frame
+    the request are found by one pattern (`_framing_fields`)."""
 
-    __slots__ = ("fields", "begun", "complete")
+    __slots__ = ("begun", "complete")
 
     def __init__(self):
-        self.fields = []
         self.begun = self.complete = False
 
     def on_message_begin(self) -> None:
         if self.begun:
             raise _Stop
         self.begun = True
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        # llhttp drops the OWS before a value but not the OWS after it. rstrip() without
-        # arguments strips more than SP and HTAB, but llhttp refuses the others in a value.
-        self.fields.append((name.lower(), value.rstrip()))
 
     def on_body(self, data: bytes) -> None:
         raise _Stop
@@ -72,6 +68,13 @@ class _Callbacks:
 
     def on_message_complete(self) -> None:
         self.complete = True
+
+
+# The fields that frame a request (see RequestParser._request), in field lines lowered and
+# checked by llhttp (so a name ends at its colon, and a value has no CR but its line's end): each
+# as (name, value without the OWS before it). The OWS after it is stripped where it is used.
+_framing_fields = re.compile(
+    rb"\r\n(content-length|transfer-encoding|connection|host|expect):[ \t]*([^\r]*)").findall
 
 
 class LlhttpRequestParser(RequestParser):
@@ -94,7 +97,7 @@ class LlhttpRequestParser(RequestParser):
             return self.last_request
         limits = self.limits
         if (self.pos or self.scanned or type(buf) is not bytes or not 5 <= len(buf) <= limits.head
-                or not buf.endswith(b"\r\n\r\n") or buf[-5] in b"\r\n" or buf[0] == 13):
+                or not buf.endswith(b"\r\n\r\n") or buf[-5] in b"\r\n" or buf[0] in b"\r\n"):
             # Not a read that begins with a head and ends with one: the general path finds the
             # head (or waits for it, or refuses it) and calls _parse_head.
             return RequestParser._head(self)
@@ -119,7 +122,6 @@ class LlhttpRequestParser(RequestParser):
                     return request
         callbacks = self.callbacks
         callbacks.begun = callbacks.complete = False
-        fields = callbacks.fields = []
         try:
             if end < 0:
                 self.llhttp.feed_data(buf)
@@ -144,22 +146,47 @@ class LlhttpRequestParser(RequestParser):
         head_end = end + 4
         # request-line = method SP request-target SP HTTP-version (RFC 9112 3). llhttp accepts
         # several spaces, HTTP/2.0 and HTTP/0.9, and skips a lone CR or LF before the method:
-        # the Python checks say what those are.
+        # the Python checks say what those are. The method itself is one llhttp knows (it refuses
+        # any other), so a token.
         try:
             method, target, version = buf[start:fields_at].split(b" ")
-            version, keep_alive = _VERSIONS[version]
-        except (ValueError, KeyError):
+        except ValueError:
             return self._python_verdict(buf, start, end, fields_at, line_end)
-        if not target or (method not in _METHODS and _token(method) is None):
+        if version == b"HTTP/1.1":
+            version, keep_alive = b"1.1", True
+        elif version == b"HTTP/1.0":
+            version, keep_alive = b"1.0", False
+        else:
+            return self._python_verdict(buf, start, end, fields_at, line_end)
+        if not target or buf[start] in b"\r\n":
             return self._python_verdict(buf, start, end, fields_at, line_end)
         limits = self.limits
-        if len(fields) > limits.fields:
+        field_lines = buf[fields_at:end]  # each after a CRLF
+        if field_lines.count(b"\r\n") > limits.fields:
             raise ProtocolError(431, "too many header fields")
         if end + 2 - start > limits.field_size and max(
                 map(len, buf[fields_at + 2:end].split(b"\r\n"))) > limits.field_size:
             raise ProtocolError(431, "header field too large")
         self.pos = head_end
-        request = self._request(method, target, version, fields, keep_alive)
+        framing = _framing_fields(field_lines.lower())
+        if len(framing) == 1 and callbacks.complete and target[0] == 47 and framing[0][0] == b"host" \
+                and framing[0][1] in _KNOWN_HOSTS:
+            # What most requests are: bodiless, origin-form, with a Host seen before and no other
+            # field that frames them. _request() would find nothing to check or to decide but
+            # keep-alive by the version; the Request is made here (a fresh head's costliest part
+            # was those calls; the differential tests hold both ways to the same Requests).
+            request = Request(method, target, version, None, keep_alive, False, None, False, field_lines)
+            if keep_alive:
+                self.closing = False
+                self.last_head = buf[start:head_end]
+                self.last_request = request
+                self.last_fields = buf[fields_at:head_end]
+            else:
+                self.closing = True
+                self._enter(_CLOSED)
+            return request
+        framing = [(name, value.rstrip(b" \t")) for name, value in framing]
+        request = self._request(method, target, version, framing, keep_alive, field_lines)
         if not callbacks.complete:
             # llhttp stopped, or waits for a body that the Python code reads: a new one.
             self.llhttp = HttpRequestParser(callbacks)

@@ -51,21 +51,34 @@ class Limits:
 
 class Request:
     """A request head. `headers` is a list of (lower-case name, value) pairs, both bytes; for an
-    absolute-form target, the host pair carries the target's authority (RFC 9112 3.2.2)."""
+    absolute-form target, the host pair carries the target's authority (RFC 9112 3.2.2).
 
-    __slots__ = ("method", "target", "version", "headers", "keep_alive", "expect_continue",
+    A parser that has checked the field lines in C may hand them over as they are (`field_lines`,
+    each after a CRLF) instead of the pairs: they are split when `headers` is first read, so a
+    handler that reads no header (most of the built-in site) costs no Python loop over them."""
+
+    __slots__ = ("method", "target", "version", "_headers", "field_lines", "keep_alive", "expect_continue",
                  "content_length", "chunked", "has_body")
 
-    def __init__(self, method, target, version, headers, keep_alive, expect_continue, content_length, chunked):
+    def __init__(self, method, target, version, headers, keep_alive, expect_continue, content_length, chunked,
+                 field_lines=None):
         self.method = method  # bytes, e.g. b"GET"
         self.target = target  # bytes: origin form ("/path?query"), or "*", or a CONNECT's authority
         self.version = version  # b"1.1" or b"1.0"
-        self.headers = headers
+        self._headers = headers  # None until split from field_lines
+        self.field_lines = field_lines
         self.keep_alive = keep_alive
         self.expect_continue = expect_continue
         self.content_length = content_length  # int, or None when chunked or absent
         self.chunked = chunked
         self.has_body = chunked or bool(content_length)
+
+    @property
+    def headers(self) -> list:
+        headers = self._headers
+        if headers is None:
+            headers = self._headers = split_field_lines(self.field_lines)
+        return headers
 
     def header(self, name: bytes, default=None):
         """The value of the first header called `name` (lower-case bytes)."""
@@ -76,6 +89,17 @@ class Request:
 
     def __repr__(self):
         return f"Request({self.method!r}, {self.target!r}, HTTP/{self.version.decode()}, {self.headers!r})"
+
+
+def split_field_lines(field_lines: bytes) -> list:
+    """The (lower-case name, value) pairs of field lines already checked, each after a CRLF:
+    field-line = field-name ":" OWS field-value OWS (RFC 9112 5)."""
+    headers = []
+    append = headers.append
+    for line in field_lines.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        append((name.lower(), value.strip(b" \t")))
+    return headers
 
 
 class Data:
@@ -409,8 +433,8 @@ class RequestParser:
                 or (method not in _METHODS and _token(method) is None)
                 or not target or target[0] != 47 or b"\t" in target or not target.isascii()):
             return None
-        request = Request(method, target, last.version, last.headers, last.keep_alive, last.expect_continue,
-                          None, False)
+        request = Request(method, target, last.version, last._headers, last.keep_alive, last.expect_continue,
+                          None, False, last.field_lines)
         self.pos = head_end
         self.last_head = buf[start:head_end]
         self.last_request = request
@@ -503,8 +527,11 @@ class RequestParser:
             raise ProtocolError(400, "malformed request target")
         raise ProtocolError(400, "malformed request line")
 
-    def _request(self, method, target, version, headers, keep_alive):
-        """The Request for a checked head; headers are (lower-case name, value) pairs."""
+    def _request(self, method, target, version, headers, keep_alive, field_lines=None):
+        """The Request for a checked head; headers are (lower-case name, value) pairs. Or, with
+        field_lines (the head's checked field lines, each after a CRLF), headers are only the
+        fields among them that frame the request (Content-Length, Transfer-Encoding, Host,
+        Connection, Expect; values lower-cased), and the Request splits the lines when read."""
         authority = None
         if target[0] != 47 and method != b"CONNECT" and target != b"*":
             # Not origin-form ("/..."), authority-form (CONNECT) or asterisk-form: absolute-form.
@@ -555,6 +582,8 @@ class RequestParser:
             raise ProtocolError(400, "missing Host header" if hosts == 0 else "repeated Host header")
         if authority is not None:
             # RFC 9112 3.2.2: the target's authority is the host; the Host field is ignored.
+            if field_lines is not None:
+                headers, field_lines = split_field_lines(field_lines), None
             headers = [(name, authority if name == _HOST else value) for name, value in headers]
             if not hosts:
                 headers.append((_HOST, authority))
@@ -582,7 +611,10 @@ class RequestParser:
             chunked = True
         elif content_length is not None and content_length > self.limits.body:
             raise ProtocolError(413, "request body too large")
-        request = Request(method, target, version, headers, keep_alive, expect_continue, content_length, chunked)
+        if field_lines is not None:
+            headers = None  # split from field_lines when read
+        request = Request(method, target, version, headers, keep_alive, expect_continue, content_length, chunked,
+                          field_lines)
         self.body_seen = 0
         if chunked:
             self.framing = 0
