@@ -11,7 +11,7 @@ import pytest
 
 from support.client import connect, read_response
 from support.command import PREFORK
-from support.parsers import REQUEST_PARSERS
+from support.parsers import PARSER_SETTINGS, REQUEST_PARSERS
 from support.paths import REPO
 from prefork import config as configuration
 from prefork.http import RequestParser, parser_class
@@ -84,7 +84,7 @@ def test_an_unknown_choice_is_refused_by_the_command():
 
 
 @pytest.mark.parametrize("flag", ["--http-parser", "--http"])
-@pytest.mark.parametrize("name", sorted(REQUEST_PARSERS))
+@pytest.mark.parametrize("name", PARSER_SETTINGS)
 def test_the_server_says_which_parser_runs_and_serves_with_it(start_server, flag, name):
     server = start_server("-w", "1", "-b", "127.0.0.1:0", flag, name)
     server.wait_for_log(rf"master \d+: 1 worker, generation \d+, {name} request parser")

@@ -204,9 +204,10 @@ def compare(data: bytes, draw, limits: Limits) -> None:
     reads = draw(cuts(data))
     asks = draw(st.lists(st.sampled_from([0, 1, 1, 2, 100]), min_size=len(reads), max_size=len(reads)))
     python = trace(REQUEST_PARSERS["python"], reads, asks, limits)
-    httptools = trace(REQUEST_PARSERS["httptools"], reads, asks, limits)
-    if httptools != python and not any(difference.covers(data) for difference in DIFFERENCES.values()):
-        assert httptools == python  # (pytest shows the first step where they part)
+    for name in ("httptools", "httptools-lazy"):
+        httptools = trace(REQUEST_PARSERS[name], reads, asks, limits)
+        if httptools != python and not any(difference.covers(data) for difference in DIFFERENCES.values()):
+            assert httptools == python  # (pytest shows the first step where they part)
 
 
 @CHECKS
@@ -239,6 +240,7 @@ def test_browser_heads_one_read_each_or_pipelined(heads, changes, mutated, draw)
     # one read per head, as a keep-alive connection without pipelining receives them
     python = trace(REQUEST_PARSERS["python"], heads, [100] * len(heads), Limits())
     assert trace(REQUEST_PARSERS["httptools"], heads, [100] * len(heads), Limits()) == python
+    assert trace(REQUEST_PARSERS["httptools-lazy"], heads, [100] * len(heads), Limits()) == python
     assert not any(difference.covers(data) for difference in DIFFERENCES.values())  # (none applies here)
 
 

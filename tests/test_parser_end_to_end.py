@@ -9,12 +9,12 @@ import time
 
 import pytest
 
-from support.parsers import REQUEST_PARSERS
+from support.parsers import PARSER_SETTINGS, REQUEST_PARSERS
 from support.client import connect, read_response, recv_until_closed
 from support.paths import APPS
 
 
-@pytest.fixture(params=sorted(REQUEST_PARSERS))
+@pytest.fixture(params=PARSER_SETTINGS)
 def http_parser(request) -> str:
     """Each test runs once per request parser (the http_parser setting)."""
     return request.param

@@ -43,6 +43,9 @@ class InlineWsgi:
             return
         response.serve(result)
 
+    # The environ holds every field: the worker's parser splits them as it parses (worker.py).
+    handle.reads_every_field = True
+
 
 class InlineResponse(_Response):
     """A response produced on the Reactor thread: streamed straight into the exchange."""

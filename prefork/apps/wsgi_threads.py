@@ -26,6 +26,9 @@ class ThreadedWsgi:
         environ = self.build(exchange)
         self.queues.submit(exchange, self.run, exchange, environ)
 
+    # The environ holds every field: the worker's parser splits them as it parses (worker.py).
+    handle.reads_every_field = True
+
     def run(self, exchange, environ):
         """On a handler thread: the app's whole response, as completions for the Reactor."""
         return ThreadResponse(exchange, self.queues, environ).run(self.app)

@@ -89,6 +89,10 @@ class Worker:
         routes = handlers(self) if handlers is not None else {"http": handler}
         self.handler = routes["http"]
         self.status_handler = routes.get("status", self.handler)
+        # A handler that reads every field of every request (a WSGI app's environ) has them
+        # split as llhttp parses them; any other has them split only if it reads them.
+        self.parser_class = parser_class(config.http_parser,
+                                         lazy_fields=not getattr(self.handler, "reads_every_field", False))[0]
         self.listeners = [Listener(self, sock, self._connection_factory(protocol), shared)
                           for sock, protocol, shared in sockets]
 
