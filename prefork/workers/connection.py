@@ -33,7 +33,6 @@ from .reactor import EPOLLIN
 _CRLF = framing.CRLF
 _HTTP10 = b"1.0"
 _STATUS_LINES = http.STATUS_LINES
-_new_exchange = Exchange.__new__
 
 
 class EmptyBody:
@@ -193,9 +192,8 @@ class HttpConnection:
             worker.requests += 1
             if worker.requests == worker.max_requests:
                 worker.recycle()
-            # Exchange(self, request, body), its __init__ written out: once per request (pinned by
-            # tests/test_exchange_unit.py).
-            self.exchange = exchange = _new_exchange(Exchange)
+            # The exchange (exchange.py says what its fields are).
+            self.exchange = exchange = Exchange()
             exchange.conn = self
             exchange.request = request
             exchange.body = body
