@@ -311,7 +311,7 @@ def test_the_connection_sets_every_field_of_the_exchange(method, head_only):
     conn.transport.on_events(EPOLLIN)
     (exchange, fields) = seen[0]
     assert fields == {"conn": conn, "request": conn.request, "body": exchange.body, "head_only": head_only,
-                      "head_style": None, "abort_callback": None}
+                      "head_style": None, "abort_callback": None, "connection_id": conn.fd}
     assert exchange.body.read() == b""
     client.close()
     conn.abort()

@@ -183,6 +183,7 @@ class HttpConnection:
             exchange.body = body
             exchange.head_only = request.method == b"HEAD"
             exchange.head_style = exchange.abort_callback = None
+            exchange.connection_id = self.fd
             self.dispatching = True
             try:
                 self.handler(exchange)
@@ -249,10 +250,9 @@ class HttpConnection:
             transport.update_interest()
             return
         parser = self.parser
+        # (Never called while closing: the transport closes instead.)
         if parser.pos != len(parser.buf):
             self.deadline.set(self.head_started + self.worker.config.header_timeout)
-        elif transport.closing:
-            return
         elif self.worker.stopping:
             transport.closing = True
             transport.flush()

@@ -39,9 +39,11 @@ class Exchange:
     read whole before the handler runs; head_only: the response's body is not sent (HEAD);
     head_style: None, or the app's own framing of the response head: (reason phrase or None,
     whether to add our Server line, our Date line), as wsgi.response_head() says;
-    abort_callback: None, or what on_abort() was given."""
+    abort_callback: None, or what on_abort() was given; connection_id: a number no other open
+    connection of this worker has (its descriptor; a field, not a property: the WSGI environ
+    reads it for every request, and a property's call costs several fields' stores)."""
 
-    __slots__ = ("conn", "request", "body", "head_only", "head_style", "abort_callback")
+    __slots__ = ("conn", "request", "body", "head_only", "head_style", "abort_callback", "connection_id")
 
     # -- answering ------------------------------------------------------------------------------
 
@@ -161,8 +163,6 @@ class Exchange:
                       doc="The client's (host, port): the peer, or what a PROXY protocol header said.")
     trusted = property(attrgetter("conn.trusted"), doc="Whether the peer may say who the client is (forwarded_allow_ips).")
     secure = property(attrgetter("conn.transport.secure"), doc="Whether the connection is TLS.")
-    connection_id = property(attrgetter("conn.fd"),
-                             doc="A number no other open connection of this worker has (its descriptor).")
     loop_time = property(attrgetter("conn.reactor.now"),
                          doc="The Reactor's clock at this turn of its loop: the same for every request it handles "
                              "in one turn (what arrived together).")
