@@ -18,6 +18,7 @@ from prefork.workers.reactor import EPOLLIN, EPOLLOUT
 from prefork.workers.worker import Worker
 
 OK = b"Content-Length: 2\r\n"
+EMPTY = b"Content-Length: 0\r\n"
 
 
 def make_worker(handler, **settings):
@@ -296,18 +297,90 @@ def test_a_threaded_response_posted_after_the_client_left_is_dropped():
     assert worker.stats is not None and not worker.connections
 
 
-def test_the_connection_builds_its_exchange_as_exchange_init_does():
-    """process() writes Exchange.__init__ out (once per request): the same fields, the same values."""
+@pytest.mark.parametrize("method, head_only", [(b"GET", False), (b"HEAD", True)])
+def test_the_connection_sets_every_field_of_the_exchange(method, head_only):
+    """Exchange has no __init__: the connection sets its fields, every one of them, to what
+    exchange.py says they start as."""
     from prefork.workers.exchange import Exchange
 
     seen = []
-    worker = make_worker(lambda exchange: seen.append((exchange, {name: getattr(exchange, name)
+    worker = make_worker(lambda exchange: seen.append((exchange, {name: getattr(exchange, name, "unset")
                                                                    for name in Exchange.__slots__})))
     conn, client = pair(worker)
-    client.sendall(b"HEAD / HTTP/1.1\r\nHost: t\r\n\r\n")
+    client.sendall(method + b" / HTTP/1.1\r\nHost: t\r\n\r\n")
     conn.transport.on_events(EPOLLIN)
     (exchange, fields) = seen[0]
-    assert fields == {name: getattr(Exchange(conn, exchange.request, exchange.body), name)
-                      for name in Exchange.__slots__}
+    assert fields == {"conn": conn, "request": conn.request, "body": exchange.body, "head_only": head_only,
+                      "head_style": None, "abort_callback": None, "connection_id": conn.fd}
+    assert exchange.body.read() == b""
     client.close()
     conn.abort()
+
+
+# -- respond()'s written-out copies of _finished() and Worker.response_done() --------------------------
+
+def _ending(whole: bool, head: bytes, later: bool, access_log: bool, stopping: bool):
+    """Two pipelined requests, the first answered whole (respond) or streamed (start/send/end,
+    which end in conn._finished); the state the first response leaves, and what was counted
+    and logged."""
+    held = []
+
+    def handler(exchange):
+        if later and not held:
+            held.append(exchange)  # answered after the handler's call, as a completion is
+            return
+        answer(exchange)
+
+    def answer(exchange):
+        worker.reactor.now += 5.0  # the response ends on a later turn of the loop
+        # A producer's callback is waiting when the response ends: whatever ends it drops it, uncalled.
+        if whole:
+            exchange.when_writable(lambda: drained.append(True))
+            exchange.respond(200, OK, b"ok")
+        else:
+            exchange.start(200, OK, 2)
+            exchange.send(b"ok")  # flushed at once
+            exchange.when_writable(lambda: drained.append(True))
+            exchange.end()
+
+    worker = make_worker(handler)
+    worker.stopping = stopping
+    logged, counted, drained = [], [], []
+    if access_log:
+        class Log:
+            def write(self, peer, request, status, size, duration=0.0):
+                logged.append((peer, request.target, status, size, round(duration)))
+        worker.access_log = Log()
+    count = worker.count
+    worker.count = lambda status, sent, duration: (counted.append((status, sent, round(duration))),
+                                                   count(status, sent, duration))
+    conn, client = pair(worker)
+    client.sendall(head + b"GET /second HTTP/1.1\r\nHost: t\r\n\r\n")
+    transport = conn.transport
+    transport.on_events(EPOLLIN)
+    if later:
+        answer(held[0])
+    state = dict(exchange=conn.exchange, on_drain=transport.on_drain, drained=drained,
+                 closing=transport.closing or transport.lingering or transport.closed,
+                 head_started=conn.head_started == worker.reactor.now, requests=worker.requests,
+                 counted=counted, logged=logged, by_class=list(worker.stats.by_class),
+                 bytes_sent=worker.stats.bytes_sent)
+    client.close()
+    conn.abort()
+    return state
+
+
+@pytest.mark.parametrize("head", [b"GET / HTTP/1.1\r\nHost: t\r\n\r\n",
+                                  b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+                                  b"GET / HTTP/1.0\r\n\r\n"])
+@pytest.mark.parametrize("later", [False, True])
+@pytest.mark.parametrize("access_log", [False, True])
+@pytest.mark.parametrize("stopping", [False, True])
+def test_respond_ends_a_response_as_finished_and_response_done_do(head, later, access_log, stopping):
+    """respond() writes conn._finished() and, without an access log, Worker.response_done() out
+    (once per request): the same state after it as after a streamed response, which ends in
+    _finished(), the same figures counted and the same lines logged, the pipeline going on (or
+    not) the same way, from within the handler's call or from a later completion."""
+    assert _ending(True, head, later, access_log, stopping) == _ending(False, head, later, access_log, stopping)
+
+

@@ -33,7 +33,6 @@ from .reactor import EPOLLIN
 _CRLF = framing.CRLF
 _HTTP10 = b"1.0"
 _STATUS_LINES = http.STATUS_LINES
-_new_exchange = Exchange.__new__
 
 
 class EmptyBody:
@@ -97,7 +96,7 @@ class HttpConnection:
         self.chunked_out = False
         self.status = 0
         self.sent_body = 0
-        self.dispatching = False  # inside handler(): a response that ends must not re-enter process()
+        self.dispatching = False  # inside handler(): a response that ends must not re-enter data_received()
         self.head_started = self.reactor.now
         self.deadline.set(self.head_started + worker.config.header_timeout)
         transport.start(self)
@@ -118,52 +117,36 @@ class HttpConnection:
     # -- input ----------------------------------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
+        """Bytes from the transport (b"" from _resume(): go on with what is buffered). Requests are
+        parsed and handed to the handler until the parser needs data or a response is pending;
+        then what was written is flushed. (The loop is here, not in a method of its own: this
+        runs for every request, and a Python call costs about what a system call's user side does.)"""
         parser = self.parser
-        if parser.pos == len(parser.buf):
-            if self.exchange is None and self.body is None and self.request is not None:
-                # The first byte of a new head on a kept-alive connection: its header_timeout
-                # starts now (as nginx's). On a new connection it runs from the accept, so
-                # idling first and trickling after gains a client no time.
-                self.head_started = self.reactor.now
-            # RequestParser.feed() for its common case, nothing left over: take the bytes as they are.
-            parser.buf = data
-            parser.pos = 0
-        else:
-            parser.feed(data)
-        self.process()
-        self.transport.flush()
-
-    def eof_received(self) -> None:
         transport = self.transport
-        if self.exchange is not None:
-            # The response is still coming: write it, then close (see _finished()). Stop watching
-            # for input meanwhile: epoll is level-triggered, and a socket at EOF stays readable.
-            transport.update_interest()
-            return
-        transport.closing = True
-        transport.flush()
-
-    def wants_input(self) -> bool:
-        parser = self.parser
-        return (self.transport.out_len <= self.worker.high_water
-                and len(parser.buf) - parser.pos < _INPUT_LIMIT)
-
-    def process(self) -> None:
-        """Turn buffered input into requests until the parser needs data or a response is pending."""
-        parser = self.parser
+        if data:
+            if parser.pos == len(parser.buf):
+                if self.exchange is None and self.body is None and self.request is not None:
+                    # The first byte of a new head on a kept-alive connection: its header_timeout
+                    # starts now (as nginx's). On a new connection it runs from the accept, so
+                    # idling first and trickling after gains a client no time.
+                    self.head_started = self.reactor.now
+                # RequestParser.feed() for its common case, nothing left over: take the bytes as they are.
+                parser.buf = data
+                parser.pos = 0
+            else:
+                parser.feed(data)
         worker = self.worker
-        transport = self.transport
         high_water = worker.high_water
         while self.exchange is None and not transport.closing and not transport.closed:
             if transport.out_len > high_water:
                 # Backpressure: leave the rest of the pipeline unparsed until the output drains.
                 transport.on_drain = self._resume
-                return
+                break
             try:
                 event = parser.next_event()
             except ProtocolError as exc:
                 self.reject(exc.status)
-                return
+                break
             kind = type(event)
             if kind is Request:
                 self.request = request = event
@@ -185,7 +168,7 @@ class HttpConnection:
             else:
                 if event is CLOSED:
                     transport.closing = True
-                return
+                break
             # Hand the request to the handler (written out here, not in a method: once per request).
             self.status = 0
             self.keep_alive = request.keep_alive
@@ -193,14 +176,14 @@ class HttpConnection:
             worker.requests += 1
             if worker.requests == worker.max_requests:
                 worker.recycle()
-            # Exchange(self, request, body), its __init__ written out: once per request (pinned by
-            # tests/test_exchange_unit.py).
-            self.exchange = exchange = _new_exchange(Exchange)
+            # The exchange (exchange.py says what its fields are).
+            self.exchange = exchange = Exchange()
             exchange.conn = self
             exchange.request = request
             exchange.body = body
             exchange.head_only = request.method == b"HEAD"
             exchange.head_style = exchange.abort_callback = None
+            exchange.connection_id = self.fd
             self.dispatching = True
             try:
                 self.handler(exchange)
@@ -210,7 +193,23 @@ class HttpConnection:
             finally:
                 self.dispatching = False
             if parser.pos == len(parser.buf):
-                return  # nothing more buffered: skip asking the parser for NEED_DATA
+                break  # nothing more buffered: skip asking the parser for NEED_DATA
+        transport.flush()
+
+    def eof_received(self) -> None:
+        transport = self.transport
+        if self.exchange is not None:
+            # The response is still coming: write it, then close (see _finished()). Stop watching
+            # for input meanwhile: epoll is level-triggered, and a socket at EOF stays readable.
+            transport.update_interest()
+            return
+        transport.closing = True
+        transport.flush()
+
+    def wants_input(self) -> bool:
+        parser = self.parser
+        return (self.transport.out_len <= self.worker.high_water
+                and len(parser.buf) - parser.pos < _INPUT_LIMIT)
 
     def _add_body(self, data: bytes) -> None:
         body = self.body
@@ -239,10 +238,9 @@ class HttpConnection:
         self.body = None
 
     def _resume(self) -> None:
-        if self.transport.closed:
-            return
-        self.process()
-        self.transport.flush()
+        """Go on with the pipeline: after a response that ended outside the handler's call, or
+        once the output has drained below the high-water mark."""
+        self.data_received(b"")
 
     def drained(self) -> None:
         """All output is sent: set the deadline that fits what the connection waits for now."""
@@ -252,10 +250,9 @@ class HttpConnection:
             transport.update_interest()
             return
         parser = self.parser
+        # (Never called while closing: the transport closes instead.)
         if parser.pos != len(parser.buf):
             self.deadline.set(self.head_started + self.worker.config.header_timeout)
-        elif transport.closing:
-            return
         elif self.worker.stopping:
             transport.closing = True
             transport.flush()
@@ -451,6 +448,4 @@ class ProxyProtocolConnection(HttpConnection):
             self.trusted = self.worker.trusted_peers.trusts(client[0])
         rest = data[used:]
         if rest:
-            self.parser.feed(rest)
-            self.process()
-            self.transport.flush()
+            HttpConnection.data_received(self, rest)

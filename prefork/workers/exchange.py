@@ -16,6 +16,7 @@ and a callback for when the connection goes away (`on_abort`).
 from __future__ import annotations
 
 from operator import attrgetter
+from time import monotonic as _monotonic
 
 from prefork.http import framing
 from prefork.http.response import STATUS_LINES as _STATUS_LINES, status_line
@@ -30,17 +31,19 @@ _HTTP10 = b"1.0"
 
 
 class Exchange:
-    __slots__ = ("conn", "request", "body", "head_only", "head_style", "abort_callback")
+    """Made by the connection, once per request, as `Exchange()` and then its fields (no
+    __init__: a class without one is made by the interpreter's fast path, and this runs for
+    every request; tests/test_exchange_unit.py checks that every field is set):
 
-    def __init__(self, conn, request, body):
-        self.conn = conn
-        self.request = request
-        self.body = body  # a file-like object: the request body, read whole before the handler runs
-        self.head_only = request.method == b"HEAD"  # the response's body is not sent
-        # None, or the app's own framing of the response head: (reason phrase or None, whether
-        # to add our Server line, our Date line), as wsgi.response_head() says.
-        self.head_style = None
-        self.abort_callback = None
+    conn: the connection; request: the Request; body: a file-like object, the request body,
+    read whole before the handler runs; head_only: the response's body is not sent (HEAD);
+    head_style: None, or the app's own framing of the response head: (reason phrase or None,
+    whether to add our Server line, our Date line), as wsgi.response_head() says;
+    abort_callback: None, or what on_abort() was given; connection_id: a number no other open
+    connection of this worker has (its descriptor; a field, not a property: the WSGI environ
+    reads it for every request, and a property's call costs several fields' stores)."""
+
+    __slots__ = ("conn", "request", "body", "head_only", "head_style", "abort_callback", "connection_id")
 
     # -- answering ------------------------------------------------------------------------------
 
@@ -80,7 +83,21 @@ class Exchange:
             transport.out += (data, body)
             transport.out_len += len(data) + len(body)
         conn.sent_body = len(body)
-        conn._finished(keep_alive)
+        # conn._finished(keep_alive), written out (pinned to it by tests/test_exchange_unit.py):
+        # keep_alive already says whether a half-closed client has anything pipelined left.
+        conn.exchange = None
+        transport.on_drain = None
+        # Before head_started moves on (it times the request): worker.response_done(conn), written
+        # out for its common case, no access log (pinned to it by tests/test_exchange_unit.py).
+        if worker.access_log is None:
+            worker.count(status, conn.sent_body, _monotonic() - conn.head_started)
+        else:
+            worker.response_done(conn)
+        conn.head_started = conn.reactor.now
+        if not keep_alive:
+            transport.closing = True
+        if not conn.dispatching:
+            conn._resume()
 
     def start(self, status: int, headers: bytes, length: int | None) -> None:
         """Begin a streamed response whose `headers` declare Content-Length `length`; None for a
@@ -146,8 +163,6 @@ class Exchange:
                       doc="The client's (host, port): the peer, or what a PROXY protocol header said.")
     trusted = property(attrgetter("conn.trusted"), doc="Whether the peer may say who the client is (forwarded_allow_ips).")
     secure = property(attrgetter("conn.transport.secure"), doc="Whether the connection is TLS.")
-    connection_id = property(attrgetter("conn.fd"),
-                             doc="A number no other open connection of this worker has (its descriptor).")
     loop_time = property(attrgetter("conn.reactor.now"),
                          doc="The Reactor's clock at this turn of its loop: the same for every request it handles "
                              "in one turn (what arrived together).")

@@ -164,8 +164,10 @@ class Transport:
             return
         out = self.out
         if out:
-            if len(out) == 1 or self.out_len <= JOIN_LIMIT:
-                data = out[0] if len(out) == 1 else b"".join(out)
+            if len(out) == 1:
+                data = out[0]  # the common case, one response: tested first
+            elif self.out_len <= JOIN_LIMIT:
+                data = b"".join(out)
             else:
                 data = None  # large pieces go out as they are, gathered by sendmsg: no copy
             try:
