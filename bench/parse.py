@@ -98,11 +98,13 @@ def main() -> int:
     same_fields = [b"GET /items/%d?page=2 HTTP/1.1" % number + fields for number in range(1, args.count + 1)]
     parsers = [("python", RequestParser)]
     try:
-        from prefork.http.llhttp_parser import LlhttpRequestParser
+        from prefork.http.llhttp_parser import LazyFieldsLlhttpRequestParser, LlhttpRequestParser
     except ImportError as exc:
         print(f"(httptools parser not available: {exc})")
     else:
-        parsers.append(("httptools", LlhttpRequestParser))
+        # the variant a WSGI app gets (a pair per field as llhttp parses), and the built-in site's
+        # (field lines left unsplit until read)
+        parsers += [("httptools", LlhttpRequestParser), ("httptools, fields unsplit", LazyFieldsLlhttpRequestParser)]
     cases = []
     for name, parser_class in parsers:
         check(parser_class, fresh[0])
