@@ -581,14 +581,15 @@ def update_doc(section: str, body: str) -> None:
     DOC.write_text("\n\n".join(parts) + "\n")
 
 
-def results_table(med: dict, reference: str) -> list[str]:
-    """The lines of the table of medians, one row per server, its ratios against `reference`."""
+def results_table(med: dict, reference: str, label: str = "nginx", failure=lambda name: "failed") -> list[str]:
+    """The lines of the table of medians, one row per server, its ratios against `reference`
+    (called `label` in the headings); failure(name) is what a server's row says when it failed."""
     ref = med.get(reference)
-    lines = ["| server | requests/s | p99 latency | CPU per request | req/s vs nginx | CPU/req vs nginx | server core busy |",
+    lines = [f"| server | requests/s | p99 latency | CPU per request | req/s vs {label} | CPU/req vs {label} | server core busy |",
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for name, m in med.items():
         if m is None:
-            lines.append(f"| {name} | failed | | | | | |")
+            lines.append(f"| {name} | {failure(name)} | | | | | |")
             continue
         rps = m["rps"] / ref["rps"] if ref else None
         cpu = m["cpu_us_per_request"] / ref["cpu_us_per_request"] if ref else None

@@ -163,7 +163,6 @@ TARGETS = [  # (server, peer, minimum ratio of requests/s, label): every head ne
 
 def report(results: dict, not_measured: dict, versions: dict, info: dict, args, chart_ok: bool) -> str:
     med = {name: harness.medians(runs) for name, runs in results.items()}
-    ref = med.get(REFERENCE)
     lines = [
         "## prefork vs the WSGI/ASGI peers",
         "",
@@ -185,19 +184,11 @@ def report(results: dict, not_measured: dict, versions: dict, info: dict, args, 
     ]
     if chart_ok:
         lines += ["![requests/s and CPU per request](benchmarks-peers.png)", ""]
-    lines += [
-        "| server | requests/s | p99 latency | CPU per request | req/s vs prefork inline (new heads) | CPU/req vs prefork inline (new heads) | server core busy |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
-    ]
-    for name, m in med.items():
-        if m is None:
-            reason = results[name][-1].get("error", "failed").splitlines()[0] if results[name] else "failed"
-            lines.append(f"| {name} | not measured: {reason} | | | | | |")
-            continue
-        rps_ratio = m["rps"] / ref["rps"] if ref else None
-        cpu_ratio = m["cpu_us_per_request"] / ref["cpu_us_per_request"] if ref else None
-        lines.append(f"| {name} | {m['rps']:,.0f} | {m['p99_ms']:.2f} ms | {m['cpu_us_per_request']:.1f} us | "
-                     f"{harness.fmt_ratio(rps_ratio)} | {harness.fmt_ratio(cpu_ratio)} | {100 * m['server_core_busy']:.0f}% |")
+    def failure(name: str) -> str:
+        reason = results[name][-1].get("error", "failed").splitlines()[0] if results[name] else "failed"
+        return f"not measured: {reason}"
+
+    lines += harness.results_table(med, REFERENCE, "prefork inline (new heads)", failure)
     for name, reason in not_measured.items():
         lines.append(f"| {name} | not measured: {reason} | | | | | |")
     lines += ["", "Targets, requests/s ratios from the medians of this run:", ""]
