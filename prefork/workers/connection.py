@@ -135,6 +135,11 @@ class HttpConnection:
                 parser.pos = 0
             else:
                 parser.feed(data)
+        elif parser.pos == len(parser.buf):
+            # Resumed with nothing buffered (after a response that ended outside the handler's
+            # call, as a handler thread's do): the parser would only say NEED_DATA.
+            transport.flush()
+            return
         worker = self.worker
         high_water = worker.high_water
         while self.exchange is None and not transport.closing and not transport.closed:
