@@ -53,7 +53,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("max_requests", 0, "int", "recycle a worker after this many requests; 0 disables", minimum=0),
     Setting("max_requests_jitter", 0, "int", "random extra requests added to max_requests per worker", minimum=0),
     Setting("pid", None, "path", "file the master writes its pid to", flags=("-p", "--pid")),
-    Setting("access_log", None, "str", "access log file, or - for stdout; none by default", flags=("--access-log", "--access-logfile")),
+    Setting("access_log", None, "str", "access log file, or - for stdout; none (or off) by default", flags=("--access-log", "--access-logfile")),
     Setting("error_log", "-", "str", "error log file, or - for stderr", flags=("--error-log", "--error-logfile", "--log-file")),
     Setting("log_level", "info", "choice", "error log level", choices=("debug", "info", "warning", "error", "critical"),
             aliases=(("warn", "warning"),)),
@@ -188,6 +188,8 @@ def _check(setting: Setting, value: Any, where: str) -> Any:
             parse_spec(value)
         except AppLoadError as exc:
             raise bad(str(exc)) from None
+    if setting.name == "access_log" and value == "off":
+        return None  # nginx's `access_log off`: no access log (not a file called off)
     if setting.name == "access_log_format":
         from prefork.logs import check_format
 

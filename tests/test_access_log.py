@@ -29,6 +29,21 @@ def test_a_line_in_combined_format_with_the_request_time(start_server, tmp_path)
     assert match.groups()[:6] == ("127.0.0.1", "GET /plaintext?x=1 HTTP/1.1", "200", "13", "http://r/", "curl/8")
 
 
+
+def test_access_log_off_means_no_access_log_as_in_nginx(start_server, tmp_path):
+    # An operator writes nginx's `access_log off`: no log, and no file called "off" (the server's
+    # working directory is tmp_path, where a relative path would be created).
+    (tmp_path / "prefork.toml").write_text('access_log = "off"\n')
+    server = start_server("-w", "1", "-b", "127.0.0.1:0", "--access-log", "off", cwd=tmp_path)
+    with connect(server.port) as sock:
+        sock.sendall(b"GET /plaintext HTTP/1.1\r\nHost: a\r\n\r\n")
+        assert read_response(sock)[0] == 200
+    config = start_server("-w", "1", "-b", "127.0.0.1:0", "-c", str(tmp_path / "prefork.toml"), cwd=tmp_path)
+    with connect(config.port) as sock:
+        sock.sendall(b"GET /plaintext HTTP/1.1\r\nHost: a\r\n\r\n")
+        assert read_response(sock)[0] == 200
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["prefork.toml"]
+
 @pytest.mark.parametrize("raw, shown", [
     (b'a"b', r"a\x22b"),  # a quote would end the field
     (b"a\\b", r"a\x5Cb"),  # a backslash would fake an escape
