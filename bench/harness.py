@@ -551,7 +551,7 @@ Options: `--rounds N`, `--duration S`, `--quick` (1 round x 3 s, for trying the 
 """
 
 
-SECTIONS = ("core", "peers", "static", "tls", "amplification", "before-after", "before-after-parser")  # the order of the sections in docs/benchmarks.md
+SECTIONS = ("core", "peers", "static", "tls", "amplification", "before-after", "before-after-parser", "instructions")  # the order of the sections in docs/benchmarks.md
 
 
 def publish(section: str, text: str, write_doc: bool) -> None:
