@@ -224,6 +224,8 @@ BROWSER = (b"GET /items/7?page=2 HTTP/1.1\r\nHost: shop.example.com\r\nUser-Agen
            b"Upgrade-Insecure-Requests: 1\r\n\r\n")
 NEIGHBOURS = [BROWSER, BROWSER.replace(b"/items/7", b"/items/8"), BROWSER.replace(b"GET", b"POST").replace(
     b"Cookie", b"Content-Length: 4\r\nCookie") + b"body", BROWSER.replace(b"keep-alive", b"close"),
+    BROWSER.replace(b"HTTP/1.1", b"HTTP/1.0"), BROWSER.replace(b"HTTP/1.1", b"HTTP/1.0").replace(b"keep-alive", b"close"),
+    BROWSER.replace(b"Connection: keep-alive\r\n", b"").replace(b"Host:", b"Connection: keep-alive\r\nHost:"),
     b"CONNECT a.example:443 HTTP/1.1\r\nHost: a.example:443\r\n\r\n",
     b"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
     b"MKCOLA /x HTTP/1.1\r\nHost: a\r\n\r\n", b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
@@ -243,6 +245,30 @@ def test_browser_heads_one_read_each_or_pipelined(heads, changes, mutated, draw)
     assert trace(REQUEST_PARSERS["httptools-lazy"], heads, [100] * len(heads), Limits()) == python
     assert not any(difference.covers(data) for difference in DIFFERENCES.values())  # (none applies here)
 
+
+
+@pytest.mark.parametrize("version", [b"1.0", b"1.1"])
+@pytest.mark.parametrize("fields", [
+    b"Host: known.example\r\nConnection: keep-alive\r\n",
+    b"Connection: keep-alive\r\nHost: known.example\r\n",
+    b"Connection: keep-alive\r\nConnection: keep-alive\r\n",
+    b"Host: known.example\r\nHost: known.example\r\n",
+    b"Host: known.example\r\nConnection: close\r\n",
+    b"Host: known.example\r\nConnection: keep-alive \r\n",
+    b"Host: known.example\r\nConnection: Keep-Alive\r\n",
+    b"Host: new-{}.example\r\nConnection: keep-alive\r\n",
+    b"Host: known.example\r\nExpect: 100-continue\r\n",
+    b"Host: known.example\r\nConnection: keep-alive\r\nContent-Length: 0\r\n",
+])
+def test_browser_heads_with_connection_one_read_each(version, fields):
+    # The fast path for Host beside "Connection: keep-alive" (what browsers send), and the heads
+    # next to it that must leave it: the same events as the Python parser, read by read.
+    fields = fields.replace(b"{}", str(id(fields)).encode())
+    heads = [b"GET /%d HTTP/%s\r\nX-N: %d\r\n%s\r\n" % (n, version, n, fields) for n in range(3)]
+    python = trace(REQUEST_PARSERS["python"], heads, [100] * len(heads), Limits())
+    for name in ("httptools", "httptools-lazy"):
+        if name in REQUEST_PARSERS:
+            assert trace(REQUEST_PARSERS[name], heads, [100] * len(heads), Limits()) == python, name
 
 def test_differences_have_reasons():
     assert all(difference.reason for difference in DIFFERENCES.values())

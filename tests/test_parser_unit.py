@@ -302,6 +302,20 @@ def test_persistence(version, connection, keep_alive):
         assert len(result) == 2 and result[-1] is CLOSED
 
 
+
+
+@pytest.mark.parametrize("version", [b"1.0", b"1.1"])
+@pytest.mark.parametrize("fields", [b"Host: a\r\nConnection: keep-alive\r\n", b"Connection: keep-alive\r\nHost: a\r\n"])
+def test_keep_alive_beside_host_one_head_per_read(version, fields):
+    # What browsers send, one head per read (the httptools parser's fast path): the connection
+    # persists, whatever the version, and the Connection field is among the headers.
+    parser = RequestParser()
+    for n in range(3):
+        parser.feed(b"GET /%d HTTP/%s\r\nX-N: %d\r\n%s\r\n" % (n, version, n, fields))
+        request, after = drain(parser)
+        assert (request.target, request.keep_alive, request.version, after) == (b"/%d" % n, True, version, NEED_DATA)
+        assert (b"connection", b"keep-alive") in request.headers
+
 def test_http10_keep_alive_with_body_then_next_request():
     result = events(b"POST /a HTTP/1.0\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\nhi"
                     b"GET /b HTTP/1.0\r\n\r\nGET /c HTTP/1.0\r\n\r\n")

@@ -94,6 +94,9 @@ _framing_fields = re.compile(
     rb"\r\n(content-length|transfer-encoding|connection|host|expect):[ \t]*([^\r]*)").findall
 
 
+_KEEP_ALIVE = (b"connection", b"keep-alive")  # as _framing_fields finds it
+
+
 class LlhttpRequestParser(RequestParser):
     """Turns the bytes of one connection into request events, heads parsed by llhttp."""
 
@@ -200,22 +203,32 @@ class LlhttpRequestParser(RequestParser):
             self._check_field_size(buf, start, fields_at, end)
         self.pos = head_end
         framing = _framing_fields(field_lines.lower())
-        if len(framing) == 1 and callbacks.complete and target[0] == 47 and framing[0][0] == b"host" \
-                and framing[0][1] in _KNOWN_HOSTS:
+        count = len(framing)
+        if 0 < count <= 2 and callbacks.complete and target[0] == 47:
             # What most requests are: bodiless, origin-form, with a Host seen before and no other
-            # field that frames them. _request() would find nothing to check or to decide but
-            # keep-alive by the version; the Request is made here (a fresh head's costliest part
-            # was those calls; the differential tests hold both ways to the same Requests).
-            request = Request(method, target, version, None, keep_alive, False, None, False, field_lines)
-            if keep_alive:
-                self.closing = False
-                self.last_head = buf[start:head_end]
-                self.last_request = request
-                self.last_fields = buf[fields_at:head_end]
-            else:
-                self.closing = True
-                self._enter(_CLOSED)
-            return request
+            # field that frames them but, from browsers, "Connection: keep-alive". _request()
+            # would find nothing to check or to decide but keep-alive; the Request is made here (a
+            # fresh head's costliest part was those calls; the differential tests hold both ways
+            # to the same Requests).
+            host = framing[0]
+            persist = keep_alive
+            if count == 2:
+                if host == _KEEP_ALIVE:
+                    host = framing[1]
+                elif framing[1] != _KEEP_ALIVE:
+                    host = None
+                persist = True  # RFC 9112 9.3: keep-alive persists an HTTP/1.0 connection too
+            if host is not None and host[0] == b"host" and host[1] in _KNOWN_HOSTS:
+                request = Request(method, target, version, None, persist, False, None, False, field_lines)
+                if persist:
+                    self.closing = False
+                    self.last_head = buf[start:head_end]
+                    self.last_request = request
+                    self.last_fields = buf[fields_at:head_end]
+                else:
+                    self.closing = True
+                    self._enter(_CLOSED)
+                return request
         framing = [(name, value.rstrip(b" \t")) for name, value in framing]
         return self._remember(buf, start, fields_at, head_end, target,
                               self._request(method, target, version, framing, keep_alive, field_lines))
