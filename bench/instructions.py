@@ -153,7 +153,7 @@ def report(rows: list, args, before_label: str, after_label: str, info: dict) ->
         + f" --requests {args.requests}",
         "",
         f"- date: {info['date']}, prefork commit `{info['commit']}`",
-        f"- machine: {info['nproc']} cores, {info['cpu']}, Python {info['python']}, valgrind {info['valgrind']}",
+        f"- machine: {info['nproc']} cores, {info['cpu']}, Python {info['python']}, {info['valgrind']}",
         f"- before: `{before_label}`; after: {after_label}",
         "- callgrind's count of instructions per request, one Worker in one process, client side included "
         "(see the script's docstring); the same code and input give the same count within about 1%",
