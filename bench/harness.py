@@ -511,6 +511,7 @@ rows come second and are labelled as such.
     python bench/peers.py            # WSGI/ASGI peers (installs bench/.venv-peers; 2 rounds x 10 s, 6 to 12 min)
     python bench/static.py           # static files, 10 KiB and 1 MiB, one worker vs nginx (3 rounds x 10 s, 3 to 5 min)
     python bench/before_after.py --before REV   # the same workloads on an older revision and on this one
+    apt-get install -y valgrind && python bench/instructions.py --before REV   # instructions per request (callgrind), which noise does not move
     pip install py-spy && python bench/hotspots.py   # where a worker spends its time under wrk
 
 Options: `--rounds N`, `--duration S`, `--quick` (1 round x 3 s, for trying the script), `--no-doc`
