@@ -93,7 +93,7 @@ def drive(workload: str, heads: str, requests: int) -> None:
     clock = getattr(reactor, "clock", time.monotonic)
     tail = b"\r\n\r\n" + BODY
 
-    def exchange(head: bytes) -> None:
+    def exchange(head: bytes) -> bytes:
         client.send(head)
         on_events(EPOLLIN)
         got = b""
@@ -104,7 +104,7 @@ def drive(workload: str, heads: str, requests: int) -> None:
             except BlockingIOError:
                 pass
             if got.endswith(tail):
-                return
+                return got
             left = deadline - time.monotonic()
             if left <= 0:
                 raise TimeoutError(f"{workload}: no whole response within 60 s; got {got[:200]!r}")
@@ -116,7 +116,9 @@ def drive(workload: str, heads: str, requests: int) -> None:
 
     fresh = heads == "every head new"
     all_heads = [HEAD.format(path=path, n=i if fresh else 1).encode() for i in range(requests + 1)]
-    exchange(all_heads[0])  # warm-up: handler threads started, caches filled
+    first = exchange(all_heads[0])  # warm-up: handler threads started, caches filled
+    if not first.startswith(b"HTTP/1.1 200 "):
+        raise RuntimeError(f"{workload}: not a 200 response: {first[:200]!r}")
     for head in all_heads[1:]:
         exchange(head)
 
