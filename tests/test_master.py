@@ -83,6 +83,31 @@ def test_upgrade_then_quit_old_master_drops_nothing(start_server, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.timeout(60)
+def test_rollback_after_winch_brings_the_old_workers_back(start_server, tmp_path):
+    # nginx's way to try a new version alone: WINCH the old master, then, to roll back, QUIT the
+    # new one. The old master must serve again by itself (not wait for a HUP nobody sends).
+    pidfile = tmp_path / "prefork.pid"
+    server = start_server("-w", "2", "-b", "127.0.0.1:0", "--pid", str(pidfile))
+    old_master = server.proc.pid
+    wait_until(lambda: pidfile.exists() and pidfile.read_text().strip() == str(old_master))
+    old_workers = wait_workers(old_master, 2)
+    server.send_signal(signal.SIGUSR2)
+    wait_until(lambda: pidfile.exists() and pidfile.read_text().strip() not in ("", str(old_master)), 10,
+               message="the new master's pidfile")
+    new_master = int(pidfile.read_text())
+    wait_workers(new_master, 2)
+    server.send_signal(signal.SIGWINCH)
+    wait_until(lambda: not any(alive(pid) for pid in old_workers), 10, message="the old workers to stop")
+    probe_new_connections(server.port)  # the new master alone serves
+    os.kill(new_master, signal.SIGQUIT)
+    wait_until(lambda: not alive(new_master), 10, message="the new master to exit")
+    wait_workers(old_master, 2, exclude=old_workers)
+    probe_new_connections(server.port)
+    assert pidfile.read_text().strip() == str(old_master)
+    assert f"QUIT {new_master} to roll back" in server.log()
+
+@pytest.mark.slow
+@pytest.mark.timeout(60)
 def test_ttou_then_ttin_drops_nothing_and_keeps_every_queue_served(start_server):
     server = start_server("-w", "2", "-b", "127.0.0.1:0")
     master = server.proc.pid

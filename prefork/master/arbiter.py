@@ -341,8 +341,7 @@ class Arbiter:
             self.pidfile.restore_from_oldbin()
             return
         log.info("upgrade (USR2): new master %d started with our sockets; QUIT %d to complete it, "
-                 "or WINCH %d then QUIT %d... to roll back", self.new_master, os.getpid(), os.getpid(),
-                 self.new_master)
+                 "or QUIT %d to roll back", self.new_master, os.getpid(), self.new_master)
         self.set_title()
 
     def handle_winch(self) -> None:
@@ -528,6 +527,11 @@ class Arbiter:
                   self.new_master, code)
         self.new_master = None
         self.pidfile.restore_from_oldbin()
+        if self.paused:
+            # Its workers were stopped (WINCH) to try the new master alone: with it gone they come
+            # back, or the sockets would accept connections that no process serves.
+            log.info("starting this master's workers again (they were stopped by WINCH)")
+            self.paused = False
         self.set_title()
 
     # -- housekeeping ---------------------------------------------------------------------------
