@@ -58,7 +58,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("log_level", "info", "choice", "error log level", choices=("debug", "info", "warning", "error", "critical"),
             aliases=(("warn", "warning"),)),
     Setting("static_root", None, "path", "directory served under /static/ by the built-in site"),
-    Setting("chdir", None, "path", "change to this directory before loading the app"),
+    Setting("chdir", None, "path", "change to this directory before loading the app; relative paths of the other settings (logs, pidfile, static roots, certificates, unix sockets) are taken from it"),
     Setting("reuse_port", True, "bool", "one SO_REUSEPORT socket per worker slot (true) or one shared socket (false)"),
     Setting("preload", False, "bool", "import the app in the master before forking"),
     Setting("user", None, "str", "drop privileges to this user after binding", flags=("-u", "--user")),
@@ -310,18 +310,65 @@ def read_file(path: str) -> dict[str, Any]:
     return checked
 
 
-def load(path: str | None, overrides: dict[str, Any]) -> Config:
-    """Defaults, then the file at path (if any), then the command-line overrides."""
+def load(path: str | None, overrides: dict[str, Any], cwd: str | None = None) -> Config:
+    """Defaults, then the file at path (if any), then the command-line overrides.
+
+    cwd: the directory the command was started in (the current one by default); a relative
+    path of the configuration file is taken from it, and resolve_paths makes every other path
+    absolute from it and --chdir. The master passes the directory it was started in when it
+    reads the file again (HUP), since --chdir may have moved it.
+    """
+    cwd = cwd or os.getcwd()
     values = {s.name: (list(s.default) if isinstance(s.default, list) else s.default) for s in SETTINGS}
     if path:
-        values.update(read_file(path))
+        values.update(read_file(os.path.join(cwd, path)))
     for key, value in overrides.items():
         values[key] = _check(BY_NAME[key], value, "command line")
     if values["static_root"] and any(t["url"].rstrip("/") == "/static" for t in values["static"] or ()):
         raise ConfigError(f"{path or 'command line'}: invalid value '/static' for key 'static': "
                           "static_root is mounted there already")
     _check_tls(values, path or "command line")
+    resolve_paths(values, cwd)  # after the checks above, whose messages give the values as written
     return Config(values=values, path=path)
+
+
+# Settings that name a file or directory (bind and status_bind too, for their unix:PATH).
+PATH_KEYS = ("pid", "access_log", "error_log", "static_root", "certfile", "keyfile", "ca_certs")
+
+
+def resolve_paths(values: dict[str, Any], cwd: str) -> None:
+    """Make every path in values absolute, in place, by gunicorn's rule: --chdir is taken from
+    cwd (the directory the command was started in), and every other relative path from --chdir,
+    or from cwd without it. So the master's files (error log, pidfile) and the workers' (access
+    log, static roots, certificates) are the same wherever each process happens to be, and a
+    reload (HUP) or `prefork -t` finds the same files. "-" (stdout, stderr) stays as it is; an
+    access log "off" is None by then."""
+    if values["chdir"]:
+        values["chdir"] = os.path.normpath(os.path.join(cwd, values["chdir"]))
+    base = values["chdir"] or cwd
+
+    def absolute(path: str) -> str:
+        return os.path.normpath(os.path.join(base, path))
+
+    for key in PATH_KEYS:
+        if values[key] and values[key] != "-":
+            values[key] = absolute(values[key])
+    if values["static"]:
+        values["static"] = [{**table, "root": absolute(table["root"])} for table in values["static"]]
+    values["bind"] = [_absolute_unix(text, absolute) for text in values["bind"]]
+    if values["status_bind"]:
+        values["status_bind"] = _absolute_unix(values["status_bind"], absolute)
+
+
+def _absolute_unix(text: str, absolute) -> str:
+    """unix:PATH (after any scheme://) with PATH made absolute; other addresses as written."""
+    scheme, sep, rest = text.rpartition("://")
+    if not rest.startswith("unix:"):
+        return text
+    path, mark, option = rest[len("unix:"):].partition("?")
+    if not path:
+        return text  # not an address: checks.py and the master say so
+    return f"{scheme}{sep}unix:{absolute(path)}{mark}{option}"
 
 
 def _check_tls(values: dict[str, Any], where: str) -> None:

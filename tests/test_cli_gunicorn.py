@@ -19,6 +19,7 @@ import pytest
 
 from support.client import connect, get, read_response, recv_until_closed
 from support.command import run_prefork
+from support.logs import listening
 from support.paths import APPS, REPO
 from support.polling import wait_until
 from support.processes import alive, children, title
@@ -57,6 +58,45 @@ def test_a_gunicorn_deploy_command_starts_and_serves(start_server, tmp_path):
     workers = wait_until(lambda: len(children(server.proc.pid)) == 2 and children(server.proc.pid), 10,
                          message="two workers")
     assert all(title(pid).startswith("prefork: worker") for pid in workers)
+
+
+SERVED = {"built-in site": [], "app": ["--pythonpath", str(APPS), "plain:app"],
+          "preloaded app": ["--preload", "--pythonpath", str(APPS), "plain:app"]}
+
+
+@pytest.mark.parametrize("serving", list(SERVED.values()), ids=list(SERVED))
+def test_relative_log_and_pid_files_are_taken_from_chdir_as_gunicorn(start_server, tmp_path, serving):
+    """gunicorn changes directory before it opens its logs and its pidfile: a relative
+    --access-logfile, --error-logfile and --pid all land in --chdir, whichever process opens them."""
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    server = start_server("-w", "1", "-b", "127.0.0.1:0", "--chdir", "sub", "--access-logfile", "a.log",
+                          "--error-logfile", "e.log", "-p", "app.pid", *serving, cwd=tmp_path, expect_ports=0)
+    error_log = sub / "e.log"
+    port = wait_until(lambda: error_log.exists() and listening(error_log.read_text()), 10,
+                      message="the listening line in sub/e.log")[0][1]
+    status, _, _ = get_and_close(port, "/hello")
+    assert status in (200, 404)  # the app says hello; the built-in site has no /hello
+    wait_until(lambda: (sub / "a.log").exists() and "GET /hello" in (sub / "a.log").read_text(), 10,
+               message="the request in sub/a.log")
+    assert (sub / "app.pid").read_text().strip() == str(server.proc.pid)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sub"]  # nothing in the start directory
+    assert server.stop() == 0
+    assert not (sub / "app.pid").exists()  # removed at exit, even by a master that moved to sub
+
+
+def test_hup_rereads_a_relative_config_file_after_a_preload_moved_the_master_to_chdir(start_server, tmp_path):
+    """-c is found from the start directory, before the chdir, and from there again on HUP."""
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "prefork.toml").write_text('workers = 1\nerror_log = "e.log"\n')
+    server = start_server("-c", "prefork.toml", "-b", "127.0.0.1:0", "--chdir", "sub", "--preload",
+                          "--pythonpath", str(APPS), "plain:app", cwd=tmp_path, expect_ports=0)
+    error_log = tmp_path / "sub" / "e.log"
+    wait_until(lambda: error_log.exists() and listening(error_log.read_text()), 10, message="sub/e.log")
+    server.send_signal(signal.SIGHUP)
+    wait_until(lambda: "generation 2" in error_log.read_text(), 10, message="generation 2 in sub/e.log")
+    assert "reload failed" not in error_log.read_text()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["prefork.toml", "sub"]
 
 
 # -- each gunicorn spelling -------------------------------------------------------------------

@@ -20,6 +20,8 @@ from support.paths import APPS
 from support.polling import wait_until
 from support.processes import children
 
+from prefork import config as configuration
+
 pytestmark = pytest.mark.timeout(60)
 
 
@@ -248,3 +250,43 @@ def test_gunicorn_keys_are_read_as_meant(tmp_path):
     # 0 is "no limit", as in gunicorn: a number no request line or field count reaches
     for key in ("limit_request_line", "limit_request_fields", "limit_request_field_size"):
         assert config.values[key] >= 2 ** 62, key
+
+
+# -- relative paths: from --chdir, as gunicorn ---------------------------------------------------
+
+def test_relative_paths_are_made_absolute_from_chdir_and_chdir_from_the_start_directory(tmp_path):
+    (tmp_path / "conf").mkdir()
+    write(tmp_path / "conf", 'bind = ["unix:run/app.sock?mode=660", "127.0.0.1:0"]\n'
+                             '[[static]]\nurl = "/assets"\nroot = "site/assets"\n')
+    overrides = {"chdir": "srv", "access_log": "logs/a.log", "error_log": "../e.log", "pid": "app.pid",
+                 "static_root": "static", "status_bind": "unix:/run/status.sock", "certfile": "tls/cert.pem",
+                 "keyfile": "/etc/key.pem"}
+    config = configuration.load("conf/prefork.toml", overrides, cwd=str(tmp_path))
+    srv = tmp_path / "srv"
+    assert config.chdir == str(srv)
+    assert (config.access_log, config.error_log, config.pid) == (str(srv / "logs/a.log"), str(tmp_path / "e.log"),
+                                                                  str(srv / "app.pid"))
+    assert config.static_root == str(srv / "static")
+    assert config.static == [{"url": "/assets", "root": str(srv / "site/assets")}]
+    assert config.bind == [f"unix:{srv}/run/app.sock?mode=660", "127.0.0.1:0"]
+    assert (config.status_bind, config.certfile, config.keyfile) == ("unix:/run/status.sock",
+                                                                     str(srv / "tls/cert.pem"), "/etc/key.pem")
+    assert config.path == "conf/prefork.toml"  # as given; found from cwd, before the chdir
+
+
+def test_without_chdir_relative_paths_are_taken_from_the_start_directory_and_dash_and_off_stay(tmp_path):
+    config = configuration.load(None, {"access_log": "off", "error_log": "-", "pid": "run/app.pid",
+                                       "bind": ["https://unix:s.sock"], "certfile": "c.pem"}, cwd=str(tmp_path))
+    assert (config.access_log, config.error_log, config.pid) == (None, "-", str(tmp_path / "run/app.pid"))
+    assert config.bind == [f"https://unix:{tmp_path}/s.sock"]
+    assert configuration.load(None, {"access_log": "-"}, cwd=str(tmp_path)).access_log == "-"
+
+
+def test_check_looks_for_a_relative_log_file_under_chdir(tmp_path):
+    (tmp_path / "sub").mkdir()
+    result = run_prefork("-t", "--chdir", "sub", "--error-logfile", "missing/e.log", cwd=tmp_path)
+    assert result.returncode == 1
+    assert f"no such directory {tmp_path / 'sub' / 'missing'}" in result.stderr
+    (tmp_path / "sub" / "missing").mkdir()
+    assert run_prefork("-t", "--chdir", "sub", "--error-logfile", "missing/e.log", cwd=tmp_path).returncode == 0
+    assert not (tmp_path / "missing").exists() and not (tmp_path / "sub" / "missing" / "e.log").exists()

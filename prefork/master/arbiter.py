@@ -276,7 +276,7 @@ class Arbiter:
         log.info("reloading (HUP)")
         systemd.notify("RELOADING=1", systemd.reloading_message(), "STATUS=reloading")
         try:
-            new = configuration.load(self.config.path, self.overrides)
+            new = configuration.load(self.config.path, self.overrides, cwd=self.cwd)
         except configuration.ConfigError as exc:
             log.error("reload failed, configuration unchanged: %s", exc)
             systemd.notify("READY=1", self.status())
