@@ -43,7 +43,8 @@ GUNICORN_ONLY = {
     ("--no-sendfile",): "files are always sent with os.sendfile",
     ("--worker-tmp-dir",): "the workers' heartbeats are in shared memory, not in files",
     ("--initgroups",): "with --user the worker always takes the user's supplementary groups",
-    ("--capture-output", "-R", "--enable-stdio-inheritance"): "output handling is not configurable",
+    ("-R", "--enable-stdio-inheritance"): "output handling is not configurable (stdin and stdout are "
+                                          "kept; stderr goes to the --error-log file when there is one)",
     ("--logger-class", "--log-config", "--log-config-json", "--log-syslog", "--log-syslog-to",
      "--log-syslog-prefix", "--log-syslog-facility", "--disable-redirect-access-to-syslog"):
         "logs go to the files or streams named by --error-log and --access-log (use journald or "
@@ -89,6 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="check the configuration, print 'configuration ok' or the error, and exit")
     parser.add_argument("-s", dest="control", metavar="SIGNAL", choices=sorted(CONTROL_SIGNALS),
                         help="send a signal to the running master: " + ", ".join(sorted(CONTROL_SIGNALS)))
+    # gunicorn's --capture-output is what prefork always does: with --error-log FILE, fd 2 of
+    # the master and of every worker is that file. Accepted so that a pasted command runs.
+    parser.add_argument("--capture-output", dest="capture_output", action="store_true", default=argparse.SUPPRESS,
+                        help="accepted for gunicorn; stderr (prints, tracebacks) always goes to the --error-log file")
     for setting in configuration.SETTINGS:
         if setting.name == "app" or not setting.cli:
             continue
@@ -134,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     config_file = args.pop("config_file")
     check_only = args.pop("check_only")
     control = args.pop("control")
+    args.pop("capture_output", None)  # always on (see build_parser)
     try:
         config = configuration.load(config_file, args)
         refuse_conflicts(config)

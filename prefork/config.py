@@ -54,7 +54,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("max_requests_jitter", 0, "int", "random extra requests added to max_requests per worker", minimum=0),
     Setting("pid", None, "path", "file the master writes its pid to", flags=("-p", "--pid")),
     Setting("access_log", None, "str", "access log file, or - for stdout; none (or off) by default", flags=("--access-log", "--access-logfile")),
-    Setting("error_log", "-", "str", "error log file, or - for stderr", flags=("--error-log", "--error-logfile", "--log-file")),
+    Setting("error_log", "-", "str", "error log file, or - for stderr; with a file, stderr of every process goes there too", flags=("--error-log", "--error-logfile", "--log-file")),
     Setting("log_level", "info", "choice", "error log level", choices=("debug", "info", "warning", "error", "critical"),
             aliases=(("warn", "warning"),)),
     Setting("static_root", None, "path", "directory served under /static/ by the built-in site"),
@@ -97,7 +97,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("env", None, "list", "environment variable KEY=VALUE set before the app is imported (repeatable)", flags=("-e", "--env")),
     Setting("pythonpath", None, "str", "comma-separated directories put first on sys.path before the app is imported", flags=("--pythonpath",)),
     Setting("proc_name", "prefork", "str", "first word of the process titles shown by ps and top (NAME: master [...], NAME: worker N [gen G])", flags=("-n", "--name")),
-    Setting("daemon", False, "bool", "detach from the terminal; the command returns once the server listens (exit 1 and the error if it cannot)", flags=("-D", "--daemon")),
+    Setting("daemon", False, "bool", "detach from the terminal; the command returns once the workers serve (exit 1 and the error if they cannot)", flags=("-D", "--daemon")),
     Setting("reload", False, "bool", "for development: start new workers (as on HUP) when a .py file under the app's directory changes", flags=("--reload",)),
 )
 

@@ -1,11 +1,12 @@
 """`prefork -D`: detach from the terminal, as gunicorn's --daemon, and say whether it worked.
 
 The command forks; its child starts a session of its own (setsid) and forks the master, which,
-not being a session leader, can never get a controlling terminal again. Until the master has
-bound its sockets and written its pidfile, its stderr is a pipe to the command, which copies
+not being a session leader, can never get a controlling terminal again. Until the master's
+first workers serve, its stderr (and a booting worker's) is a pipe to the command, which copies
 what comes (the "listening on" lines, or why it cannot start) to the terminal and then exits
-0, or 1 if the master gave up. From then on the master's standard streams are /dev/null: its
-logs go to the files named by --error-log and --access-log.
+0, or 1 if the master gave up. From then on the master's stdin and stdout are /dev/null, and
+fd 2 is the --error-log file (or /dev/null with "-"): the logs go to the files named by
+--error-log and --access-log.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import os
 import sys
 
+from .logs import send_stderr_to
 from .master.arbiter import Arbiter
 
 READY = b"ready"
@@ -55,37 +57,58 @@ def _detach(errors_write: int) -> None:
     null = os.open(os.devnull, os.O_RDWR)
     os.dup2(null, 0)
     os.dup2(null, 1)  # an access log on "-" (stdout) is lost, as with gunicorn --daemon
-    os.dup2(errors_write, 2)  # until the master is listening: see DetachedArbiter.start
+    os.dup2(errors_write, 2)  # until the first workers serve: see DetachedArbiter.tell_command
     os.close(null)
 
 
 class DetachedArbiter(Arbiter):
-    """The master of `prefork -D`: tells the command once it listens, then lets go of it."""
+    """The master of `prefork -D`: tells the command once it serves, then lets go of it.
+
+    "Serves" means every worker of the first generation has booted (loaded the app) and
+    accepts: an app that fails to import is reported by the command, with exit code 1, rather
+    than after it said the server runs. Until then fd 2 of the master, and of each worker
+    while it boots, is the pipe to the command; the workers never get the status pipe.
+    """
 
     def __init__(self, config, argv, overrides, status_write: int, errors_write: int):
         super().__init__(config, argv=argv, overrides=overrides)
         self.status_write = status_write
         self.errors_write = errors_write
+        self.attached = True  # the command still waits on our pipes
 
-    def start(self) -> bool:
-        started = super().start()
-        if started:
-            # Before any worker is forked, so that none inherits the pipes to the command.
-            try:
-                where = ", ".join(l.address.text + (f" (port {l.bound_port})" if l.bound_port else "")
-                                  for l in self.listenings)
-                os.write(self.status_write, READY + f" master pid {os.getpid()}, listening on {where}".encode())
-                sys.stderr.flush()
-            except OSError:  # the command was killed meanwhile: nobody to tell
-                pass
-            null = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(null, 2)
-            os.close(null)
-            os.close(self.status_write)
-            os.close(self.errors_write)
-        # If not started, run() returns 1 and the process exits: the command reads end-of-file.
-        return started
+    def finish_replacements(self) -> None:
+        super().finish_replacements()
+        if self.attached and self.announced_ready:
+            self.tell_command()
 
+    def tell_command(self) -> None:
+        where = ", ".join(l.address.text + (f" (port {l.bound_port})" if l.bound_port else "")
+                          for l in self.listenings)
+        try:
+            os.write(self.status_write, READY + f" master pid {os.getpid()}, listening on {where}".encode())
+            sys.stderr.flush()
+        except OSError:  # the command was killed meanwhile: nobody to tell
+            pass
+        self.attached = False
+        self.follow_error_log()  # fd 2: the error log file, or /dev/null
+        os.close(self.status_write)
+        os.close(self.errors_write)
+
+    def follow_error_log(self) -> None:
+        if self.attached:
+            return  # fd 2 stays the pipe to the command until it is told
+        if self.config.error_log == "-":
+            send_stderr_to(os.devnull)
+        else:
+            super().follow_error_log()
+
+    def command_fds(self) -> list[int]:
+        return [self.status_write, self.errors_write] if self.attached else []
+
+    def worker_stderr(self) -> str | None:
+        if not self.attached:
+            return None  # fd 2 is no longer the pipe: a worker keeps the master's
+        return os.devnull if self.config.error_log == "-" else self.config.error_log
 
 def _copy_until_closed(fd: int) -> None:
     while data := os.read(fd, 65536):

@@ -60,10 +60,39 @@ def prepare_log_files(paths, uid: int | None, gid: int | None) -> None:
             os.close(fd)
 
 
+# The file fd 2 follows on USR1 (see send_stderr_to); None while fd 2 is left as it is.
+_stderr_path: str | None = None
+
+
+def send_stderr_to(path: str) -> None:
+    """Point fd 2 at `path`: the error log file, or /dev/null (then it is not reopened).
+
+    What is written to stderr rather than logged -- the stack faulthandler prints when the
+    master aborts a hung worker, an app's writes to sys.stderr, Django's default logging --
+    then lands in the error log, as with nginx and gunicorn --capture-output. sys.stderr and
+    faulthandler write to fd 2 itself, so a dup2 is all they need. O_APPEND: the lines of the
+    master and of every worker interleave whole. The logging handler has the same file open on
+    its own (appending too), so the two never fight over an offset.
+    """
+    global _stderr_path
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+    try:
+        sys.stderr.flush()
+        os.dup2(fd, 2)  # fd 2 itself stays inheritable: the workers and a USR2 master get it
+    finally:
+        os.close(fd)
+    _stderr_path = None if path == os.devnull else path
+
+
 def reopen_error_log() -> None:
     for handler in logging.getLogger("prefork").handlers:
         if isinstance(handler, ReopenableFileHandler):
             handler.reopen()
+    if _stderr_path is not None:  # after a rotation, fd 2 must follow to the new file too
+        try:
+            send_stderr_to(_stderr_path)
+        except OSError as exc:
+            logging.getLogger("prefork").error("cannot reopen %s for stderr: %s", _stderr_path, exc.strerror)
 
 
 # Bytes a client may not put into a log line as they are: the quote and backslash that delimit

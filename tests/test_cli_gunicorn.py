@@ -402,6 +402,101 @@ def test_daemon_that_cannot_listen_says_why_and_exits_1():
     assert "did not start" in result.stderr
 
 
+def test_daemon_whose_app_fails_to_import_says_why_and_exits_1(tmp_path):
+    """The workers import the app after the master listens: -D waits for them, as a deploy
+    script needs (gunicorn --daemon answers 0 here, and the script finds out later)."""
+    pidfile = tmp_path / "daemon.pid"
+    result = run_prefork("-D", "-p", pidfile, "-b", "127.0.0.1:0", "-w", "1", "broken_import:app", cwd=APPS)
+    assert result.returncode == 1, result.stderr
+    assert "this app fails at import on purpose" in result.stderr  # the worker's reason, on the terminal
+    assert "did not start" in result.stderr
+    assert "running in the background" not in result.stderr
+    wait_until(lambda: not pidfile.exists(), 15, message="the master to exit and remove its pidfile")
+
+
+SLOW_TO_IMPORT = '''
+import os, pathlib, time
+
+time.sleep(1)  # an app that takes a while to import, as Django with many apps does
+pathlib.Path(os.environ["BOOTED_DIR"], str(os.getpid())).write_text("")
+
+
+def app(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "2")])
+    return [b"ok"]
+'''
+
+
+def test_daemon_returns_once_every_worker_has_imported_the_app(tmp_path):
+    (tmp_path / "slowimport.py").write_text(SLOW_TO_IMPORT)
+    booted = tmp_path / "booted"
+    booted.mkdir()
+    pidfile = tmp_path / "daemon.pid"
+    os.environ["BOOTED_DIR"] = str(booted)
+    try:
+        result = run_prefork("-D", "-p", pidfile, "-b", "127.0.0.1:0", "-w", "2", "--error-logfile",
+                             tmp_path / "error.log", "slowimport:app", cwd=tmp_path)
+    finally:
+        del os.environ["BOOTED_DIR"]
+    pid = int(pidfile.read_text())
+    try:
+        assert result.returncode == 0, result.stderr
+        assert sorted(int(p.name) for p in booted.iterdir()) == sorted(children(pid)), \
+            "the command returned before both workers had imported the app"
+    finally:
+        os.killpg(os.getpgid(pid), signal.SIGKILL)
+
+
+WRITES_TO_STDERR = '''
+import sys
+
+
+def app(environ, start_response):
+    print("app on stderr:", environ["QUERY_STRING"], file=sys.stderr, flush=True)
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "2")])
+    return [b"ok"]
+'''
+
+
+@pytest.mark.parametrize("detached", [False, True], ids=["foreground", "daemon"])
+def test_error_logfile_gets_what_the_app_writes_to_stderr_and_follows_usr1(start_server, tmp_path, detached):
+    """As nginx and gunicorn --capture-output: stderr (an app's prints, a traceback faulthandler
+    dumps) goes to the error log file, and to the new file after a rotation."""
+    (tmp_path / "printer.py").write_text(WRITES_TO_STDERR)
+    errors = tmp_path / "error.log"
+    args = ["-b", "127.0.0.1:0", "-w", "1", "--error-logfile", errors, "printer:app"]
+    pid = None
+    if detached:
+        pidfile = tmp_path / "daemon.pid"
+        result = run_prefork("-D", "-p", pidfile, *args, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        pid = int(pidfile.read_text())
+        port = int(re.search(r"\(port (\d+)\)", result.stderr).group(1))
+    else:
+        # gunicorn's --capture-output is accepted: what it asks for is what prefork does anyway
+        server = start_server("--capture-output", *map(str, args), cwd=tmp_path, expect_ports=0)
+        pid = server.proc.pid
+        port = wait_until(lambda: errors.exists() and listening(errors.read_text()), 10,
+                          message="the listening line in the error log")[0][1]
+    try:
+        assert get_and_close(port, "/?before")[2] == b"ok"
+        wait_until(lambda: "app on stderr: before" in errors.read_text(), 10, message="the app's line in the error log")
+        errors.rename(tmp_path / "error.log.1")
+        os.kill(pid, signal.SIGUSR1)
+        wait_until(errors.exists, 10, message="the master to reopen the error log")
+        # The worker gets its USR1 from the master a moment later: ask until its line is in the
+        # new file; every line written before it is in the old one, none after.
+        attempts = iter(range(1000))
+        last = wait_until(lambda: (n := next(attempts), get_and_close(port, f"/?after{n}"))
+                          and f"app on stderr: after{n}\n" in errors.read_text() and n, 10,
+                          message="the worker's stderr to follow the rotation")
+        rotated = (tmp_path / "error.log.1").read_text()
+        assert "app on stderr: before" in rotated and f"app on stderr: after{last}\n" not in rotated
+    finally:
+        if detached and alive(pid):
+            os.killpg(os.getpgid(pid), signal.SIGKILL)
+
+
 # -- --reload ---------------------------------------------------------------------------------
 
 RELOADABLE = '''

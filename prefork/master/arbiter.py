@@ -28,7 +28,7 @@ from setproctitle import setproctitle
 from prefork import config as configuration
 from prefork import tls
 from prefork.http import parser_class
-from prefork.logs import prepare_log_files, reopen_error_log, setup_error_log
+from prefork.logs import prepare_log_files, reopen_error_log, send_stderr_to, setup_error_log
 
 from . import autoreload, child, privileges, rlimits, systemd, upgrade
 from .pidfile import Pidfile
@@ -112,6 +112,7 @@ class Arbiter:
         """Start, supervise until stopped; returns the exit code of the `prefork` command."""
         self.prepare_logs(self.config)
         setup_error_log(self.config.error_log, self.config.log_level)
+        self.follow_error_log()
         if not self.start():
             for listening in self.listenings:
                 listening.close()
@@ -299,6 +300,7 @@ class Arbiter:
         self.log_tls()
         self.prepare_logs(new)
         setup_error_log(new.error_log, new.log_level)
+        self.follow_error_log()
         self.generation += 1
         self.board.publish_master(generation=self.generation, reloads=self.board.master["reloads"] + 1)
         self.paused = False
@@ -311,6 +313,16 @@ class Arbiter:
         self.failures.clear()
         log.info("generation %d: starting %s, %s request parser", self.generation, plural(len(self.slots), "worker"),
                  parser_class(new.http_parser)[1])
+
+    def follow_error_log(self) -> None:
+        """With an error log file, fd 2 goes there too (see logs.send_stderr_to); the workers
+        inherit it. With "-" it stays what we were started with."""
+        if self.config.error_log == "-":
+            return
+        try:
+            send_stderr_to(self.config.error_log)
+        except OSError as exc:
+            log.error("cannot open %s for stderr: %s", self.config.error_log, exc.strerror)
 
     @staticmethod
     def prepare_logs(config) -> None:
@@ -514,6 +526,7 @@ class Arbiter:
         self.config, self.generation = snapshot.config, snapshot.generation
         self.tls_context = snapshot.tls_context
         setup_error_log(self.config.error_log, self.config.log_level)
+        self.follow_error_log()
         self.board.set_generation(self.generation)
         self.slots = [pid if pid in self.workers else None for pid in snapshot.slots]
         for pid in self.slots:
@@ -616,15 +629,24 @@ class Arbiter:
             return
         if pid == 0:
             served = {sock.fileno() for sock, _, _ in sockets}
-            others = [sock.fileno() for l in self.listenings for sock in l.sockets] + list(self.pipe)
+            others = ([sock.fileno() for l in self.listenings for sock in l.sockets] + list(self.pipe)
+                      + self.command_fds())
             child.run_worker(master, self.config, sockets, slot, self.generation, cell, self.app,
-                             served, others, mask, self.tls_context)
+                             served, others, mask, self.tls_context, self.worker_stderr())
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         self.workers[pid] = WorkerProcess(pid, slot, self.generation, cell, indices, time.monotonic())
         self.slots[slot] = pid
         log.debug("spawned worker %d [gen %d] (pid %d)", slot, self.generation, pid)
 
     # -- helpers --------------------------------------------------------------------------------
+
+    def command_fds(self) -> list[int]:
+        """Descriptors a worker closes as soon as it is forked: the pipes to `prefork -D`."""
+        return []
+
+    def worker_stderr(self) -> str | None:
+        """Where a worker points fd 2 once booted; None: it keeps the master's (see daemon.py)."""
+        return None
 
     def log_tls(self) -> None:
         """Which listeners speak TLS, with which certificate (so a rotation shows in the log)."""

@@ -20,6 +20,7 @@ from functools import partial
 from setproctitle import setproctitle
 
 from prefork.apps.loader import AppLoadError
+from prefork.logs import send_stderr_to
 # Imported by the master, once, before any fork: a worker starts without importing the server
 # again, and still has it after dropping privileges to a user who may not read the install.
 from prefork.apps import hosting, site, static, status, wsgi, wsgi_inline, wsgi_response, wsgi_threads  # noqa: F401
@@ -62,12 +63,17 @@ class Report:
 
 
 def run_worker(master_pid: int, config, sockets, slot: int, generation: int, cell, app,
-               keep_fds: set[int], close_fds: list[int], signal_mask: set, tls_context=None) -> None:
+               keep_fds: set[int], close_fds: list[int], signal_mask: set, tls_context=None,
+               stderr_after_boot: str | None = None) -> None:
     """In the forked child: set the process up, run the Worker, and _exit with its code.
 
     The master forks with its signals blocked; `signal_mask` is the mask to restore once this
     process no longer has the master's handlers, wake-up fd and pipe (see Arbiter.spawn).
     tls_context: the master's, with the key already loaded (see prefork/tls.py), or None.
+    stderr_after_boot: a file to point fd 2 at once booted, or None to keep the master's. Under
+    `prefork -D`, until the server is ready, fd 2 is the pipe that shows the command's user why
+    a worker failed to boot; a booted worker must let go of it, or the command would wait for
+    this process to end (it reads that pipe until end-of-file).
     """
     code = BOOT_FAILED
     try:
@@ -88,6 +94,8 @@ def run_worker(master_pid: int, config, sockets, slot: int, generation: int, cel
         privileges.drop(config.user, config.group)
         worker = _build_worker(config, sockets, slot, generation, Report(cell, slot, generation, config.proc_name), app,
                                tls_context)
+        if stderr_after_boot is not None:
+            _release_boot_stderr(stderr_after_boot)
     except (AppLoadError, privileges.PrivilegeError) as exc:
         log.error("worker %d (slot %d) failed to boot: %s", os.getpid(), slot, exc)
         _exit(BOOT_FAILED)
@@ -132,6 +140,14 @@ def _boot_signals() -> None:
     for sig in (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGWINCH, signal.SIGTTIN, signal.SIGTTOU,
                 SIGDRAIN, SIGRESUME):
         signal.signal(sig, signal.SIG_IGN)
+
+
+def _release_boot_stderr(path: str) -> None:
+    try:
+        send_stderr_to(path)
+    except OSError as exc:  # the error log refused (permissions): never keep the pipe
+        log.error("worker %d cannot open %s for stderr: %s", os.getpid(), path, exc.strerror)
+        send_stderr_to(os.devnull)
 
 
 def _exit_at_once(signum, frame) -> None:
