@@ -47,7 +47,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("dispatch", "auto", "choice", "where the app runs: inline (on the Reactor thread), threads (worker queues), auto (threads for a user APP, inline for the built-in site)", choices=("auto", "inline", "threads")),
     Setting("threads", 8, "int", "handler threads per worker for --dispatch threads", minimum=1),
     Setting("worker_connections", 10000, "int", "open connections per worker; beyond it the worker stops accepting", minimum=1),
-    Setting("keepalive", 5.0, "float", "seconds an idle keep-alive connection is kept open", minimum=0, flags=("--keepalive", "--keep-alive")),
+    Setting("keepalive", 5.0, "float", "seconds an idle keep-alive connection is kept open (0: none, every response says Connection: close)", minimum=0, flags=("--keepalive", "--keep-alive")),
     Setting("timeout", 30.0, "float", "seconds without a heartbeat before a worker is killed and replaced; 0 disables the check", minimum=0),
     Setting("graceful_timeout", 30.0, "float", "seconds a gracefully stopping worker may take before it is killed", minimum=0),
     Setting("max_requests", 0, "int", "recycle a worker after this many requests; 0 disables", minimum=0),

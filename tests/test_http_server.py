@@ -479,3 +479,21 @@ def test_blank_line_after_a_body_then_idle_closes_quietly(start_server):
     started = time.monotonic()
     assert recv_until_closed(sock) == b""  # closed, and no 408 sent
     assert time.monotonic() - started < 4
+
+
+@pytest.mark.parametrize("request_head", [
+    b"GET /plaintext HTTP/1.1\r\nHost: a\r\n\r\n",
+    b"GET /plaintext HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+    b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n",
+])
+def test_keepalive_0_says_connection_close_and_closes(start_server, request_head):
+    """keepalive = 0 means no persistent connections: every response says Connection: close
+    and the connection closes after it, the pipelined request behind it unanswered (as gunicorn
+    does); a client or a proxy told nothing would reuse a connection that is closing."""
+    server = start_server("-w", "1", "-b", "127.0.0.1:0", "--keep-alive", "0")
+    sock = connect(server.port)
+    sock.sendall(request_head + b"GET /plaintext HTTP/1.1\r\nHost: a\r\n\r\n")
+    buf = bytearray()
+    status, headers, _ = read_response(sock, buf)
+    assert status == 200 and headers.get("connection") == "close", headers
+    assert bytes(buf) + recv_until_closed(sock) == b""

@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -90,3 +91,25 @@ def test_haproxy_send_proxy_v2_puts_the_client_in_the_access_log(start_server, p
     line = wait_until(lambda: [l for l in log.read_text().splitlines() if "via=haproxy" in l], 10,
                       message="the access log line")[0]
     assert line.startswith("127.0.0.3 - - ["), line
+
+
+@pytest.mark.timeout(120)
+def test_keepalive_0_behind_nginx_pooling_connections_loses_no_request(start_server, proxy_dir):
+    """keepalive = 0: prefork closes after every response, and must say so (Connection: close),
+    or nginx puts the connection back in its pool and sends the next request into a closing
+    socket: 'upstream prematurely closed connection', a 502 for a POST it may not retry."""
+    server = start_server("-w", "1", "-b", "127.0.0.1:0", "--keep-alive", "0")
+    front = nginx(f"127.0.0.1:{server.port}", proxy_dir, extra_location="proxy_next_upstream off;")
+    failures = []
+    try:
+        def post(client, number):
+            response = client.post(f"http://127.0.0.1:{front.port}/echo", content=b"x" * number)
+            if response.status_code != 200 or response.content != b"x" * number:
+                failures.append((number, response.status_code))
+
+        with httpx.Client(timeout=10) as client, ThreadPoolExecutor(4) as pool:
+            list(pool.map(lambda number: post(client, number), range(1, 1201)))
+    finally:
+        front.stop()
+    errors = [line for line in (proxy_dir / "nginx-error.log").read_text().splitlines() if "[error]" in line]
+    assert not failures and not errors, (len(failures), errors[:3])

@@ -176,7 +176,7 @@ class HttpConnection:
                 break
             # Hand the request to the handler (written out here, not in a method: once per request).
             self.status = 0
-            self.keep_alive = request.keep_alive
+            self.keep_alive = request.keep_alive and worker.persistent
             self.deadline.when = 0.0  # Deadline.clear(), inline: no timeout while the handler works
             worker.requests += 1
             if worker.requests == worker.max_requests:

@@ -63,6 +63,9 @@ class Worker:
         # The request parser of every connection (the http_parser setting): its class and name.
         self.parser_class, self.parser_name = parser_class(config.http_parser)
         self.high_water = config.high_water
+        # keepalive = 0: every response says Connection: close and the connection closes after
+        # it (a proxy that pools connections must be told, or it reuses one that is closing).
+        self.persistent = config.keepalive > 0
         self.transport_settings = TransportSettings(config.high_water, config.send_timeout)
         self.tls_context = tls_context
         self.trusted_peers = TrustedPeers(config.forwarded_allow_ips)
