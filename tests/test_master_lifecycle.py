@@ -15,7 +15,7 @@ import time
 import pytest
 
 from support.client import get, read_response
-from support.command import PREFORK, checkout_env, control
+from support.command import PREFORK, checkout_env, control, run_prefork
 from support.descriptors import connection_owner
 from support.load import REQUEST, Load
 from support.paths import APPS
@@ -358,3 +358,35 @@ CONTROL_SIGNALS = sum(1 << (sig - 1) for sig in (
 def blocked_signals(pid: int) -> int:
     """The process's blocked-signal mask, from /proc/PID/status (SigBlk: bit N-1 is signal N)."""
     return int(status_field(pid, "SigBlk"), 16)
+
+
+@pytest.mark.timeout(30)
+def test_a_second_server_refuses_the_pidfile_of_a_running_master(start_server, tmp_path):
+    """Two servers given one pidfile: the second must not take it over (it would delete it at
+    exit, and `prefork -s` could no longer reach the first): it exits 1 saying why."""
+    pidfile = tmp_path / "p.pid"
+    first = start_server("-w", "1", "-b", "127.0.0.1:0", "--pid", str(pidfile))
+    wait_until(lambda: pidfile.exists() and pidfile.read_text().strip() == str(first.proc.pid), 10,
+               message="the first master's pidfile")
+    second = run_prefork("-w", "1", "-b", "127.0.0.1:0", "--pid", str(pidfile), timeout=20)
+    assert second.returncode == 1, second.stderr
+    assert f"the pidfile {pidfile} names prefork master {first.proc.pid}, which is running" in second.stderr
+    assert pidfile.read_text().strip() == str(first.proc.pid)
+    control(pidfile, "quit")
+    assert first.proc.wait(10) == 0
+    assert not pidfile.exists()
+
+
+@pytest.mark.timeout(30)
+def test_a_pidfile_naming_a_process_that_is_not_prefork_is_overwritten(start_server, tmp_path):
+    """A pidfile left by a master that was killed, its pid since reused by another program:
+    not a running server, so the new master writes its own pid there."""
+    pidfile = tmp_path / "p.pid"
+    with subprocess.Popen(["sleep", "60"]) as other:
+        try:
+            pidfile.write_text(f"{other.pid}\n")
+            server = start_server("-w", "1", "-b", "127.0.0.1:0", "--pid", str(pidfile))
+            wait_until(lambda: pidfile.read_text().strip() == str(server.proc.pid), 10,
+                       message="the new master's pid in the pidfile")
+        finally:
+            other.kill()

@@ -143,6 +143,14 @@ class Arbiter:
                 activated.append(socket.socket(fileno=fd))
             except OSError as exc:
                 log.error("LISTEN_FDS: descriptor %d is not a socket: %s", fd, exc.strerror)
+        if not self.upgraded:
+            # Two servers with one pidfile: the second would take it over and delete it at exit,
+            # and `prefork -s` could no longer reach the first (gunicorn refuses this too).
+            running = self.pidfile.running_master()
+            if running is not None:
+                log.error("cannot start: the pidfile %s names prefork master %d, which is running; "
+                          "stop it, or give this server a pidfile of its own (--pid)", self.config.pid, running)
+                return False
         rlimits.raise_nofile(self.config.worker_connections)
         try:  # before binding: a bad certificate is refused as a bad configuration is
             self.tls_context = tls.server_context(self.config)

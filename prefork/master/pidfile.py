@@ -26,6 +26,26 @@ class Pidfile:
             os.close(fd)
         os.replace(temporary, self.path)
 
+    def running_master(self) -> int | None:
+        """The pid of another prefork master that the pidfile names and that is still running,
+        else None. A pidfile left by a master that died names no process, or one that is not
+        prefork (its pid reused): that is not a running server, and it is overwritten."""
+        if not self.path:
+            return None
+        try:
+            with open(self.path) as f:
+                pid = int(f.read().strip())
+        except (OSError, ValueError):
+            return None
+        if pid == os.getpid() or pid <= 0:
+            return None
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                command = f.read()
+        except OSError:
+            return None  # no such process
+        return pid if b"prefork" in command else None
+
     def rename_to_oldbin(self) -> None:
         """USR2: the new master writes the pidfile; ours becomes PATH.oldbin, as nginx does."""
         if self.path and self._ours(self.path):
