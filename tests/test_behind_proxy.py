@@ -3,11 +3,15 @@ unix sockets a proxy running as another user can connect to, a pidfile nobody el
 
 from __future__ import annotations
 
+import grp
 import json
 import os
+import pwd
+import shutil
 import socket
 import stat
 import struct
+import subprocess
 
 import pytest
 
@@ -15,6 +19,7 @@ from support.client import connect, read_response, recv_until_closed
 from support.command import check
 from support.paths import APPS
 from support.polling import wait_until
+from support.proxies import shared_directory
 
 V2_SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"
 
@@ -161,6 +166,33 @@ def test_umask_and_a_mode_in_the_address_decide_the_socket_mode(start_server, tm
         sock.connect(str(explicit))
         sock.sendall(b"GET /plaintext HTTP/1.1\r\nHost: a\r\n\r\n")
         assert read_response(sock)[0] == 200
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="changing user needs root")
+def test_the_workers_user_and_group_own_a_unix_socket_so_mode_660_lets_that_group_in(start_server):
+    """-u/-g with unix:PATH?mode=660: the socket belongs to that user and group (as gunicorn
+    does), so a proxy in the group connects and nobody else does; owned by root, the proxy
+    would have to be in root's group."""
+    directory = shared_directory()  # one that nobody may enter: pytest's tmp_path is root's only
+    try:
+        path = directory / "app.sock"
+        start_server("-w", "1", "-u", "nobody", "-g", "nogroup", "-b", f"unix:{path}?mode=660")
+        wait_until(path.exists, 5, message="the socket")
+        owner = os.stat(path)
+        assert (owner.st_uid, owner.st_gid) == (pwd.getpwnam("nobody").pw_uid, grp.getgrnam("nogroup").gr_gid)
+        client = ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "10",
+                  "--unix-socket", str(path), "http://a/plaintext"]
+        daemon = pwd.getpwnam("daemon").pw_uid
+        # A process of that group, as nginx's workers would be (www-data put in the group) ...
+        answer = subprocess.run(client, capture_output=True, text=True, timeout=20, user=daemon,
+                                group=grp.getgrnam("nogroup").gr_gid, extra_groups=[])
+        assert answer.stdout == "200", answer
+        # ... and one of another group, refused by the mode.
+        refused = subprocess.run(client, capture_output=True, text=True, timeout=20, user=daemon,
+                                 group=grp.getgrnam("daemon").gr_gid, extra_groups=[])
+        assert refused.returncode == 7 and refused.stdout == "000", refused  # 7: could not connect
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def test_a_unix_socket_peer_may_set_forwarded_headers(start_server, tmp_path):

@@ -160,7 +160,8 @@ class Arbiter:
         count = self.config.worker_count
         try:
             self.listenings = bind_all(self.config.bind + status_binds(self.config), count, self.config.reuse_port,
-                                       self.config.backlog, inherited, activated, self.config.umask)
+                                       self.config.backlog, inherited, activated, self.config.umask,
+                                       self.socket_owner(self.config))
         except BindError as exc:
             log.error("%s", exc)
             return False
@@ -331,6 +332,15 @@ class Arbiter:
             send_stderr_to(self.config.error_log)
         except OSError as exc:
             log.error("cannot open %s for stderr: %s", self.config.error_log, exc.strerror)
+
+    @staticmethod
+    def socket_owner(config) -> tuple[int | None, int | None]:
+        """(uid, gid) of the workers' user and group, for the unix sockets (None: unchanged)."""
+        try:
+            uid, gid, _ = privileges.resolve(config.user, config.group)
+        except privileges.PrivilegeError:
+            return None, None  # the workers report it when they boot
+        return uid, gid
 
     @staticmethod
     def prepare_logs(config) -> None:

@@ -113,7 +113,8 @@ def unix_socket_mode(address: Address, umask: int | None) -> int:
     return 0o666 & ~(umask or 0)
 
 
-def _unix_socket(address: Address, backlog: int, umask: int | None = None) -> socket.socket:
+def _unix_socket(address: Address, backlog: int, umask: int | None = None,
+                 owner: tuple[int | None, int | None] = (None, None)) -> socket.socket:
     path = address.path
     try:
         mode = os.stat(path).st_mode
@@ -137,6 +138,11 @@ def _unix_socket(address: Address, backlog: int, umask: int | None = None) -> so
     try:
         sock.bind(path)
         os.chmod(path, unix_socket_mode(address, umask))  # before listen(): no one connected yet
+        uid, gid = owner
+        if uid is not None or gid is not None:
+            # The workers' user and group own it, as gunicorn does: with unix:PATH?mode=660 the
+            # proxy gets in by being in that group (nginx's www-data), not in root's.
+            os.chown(path, -1 if uid is None else uid, -1 if gid is None else gid)
         sock.listen(backlog)
     except OSError as exc:
         sock.close()
@@ -146,10 +152,10 @@ def _unix_socket(address: Address, backlog: int, umask: int | None = None) -> so
 
 
 def bind_address(address: Address, slots: int, reuse_port: bool, backlog: int,
-                 umask: int | None = None) -> Listening:
+                 umask: int | None = None, owner: tuple[int | None, int | None] = (None, None)) -> Listening:
     """Bind one address: `slots` SO_REUSEPORT sockets for TCP with reuse_port, else one."""
     if address.kind == "unix":
-        return Listening(address, [_unix_socket(address, backlog, umask)], backlog=backlog)
+        return Listening(address, [_unix_socket(address, backlog, umask, owner)], backlog=backlog)
     if address.kind == "fd":
         try:
             sock = socket.socket(fileno=address.fd)
@@ -190,7 +196,7 @@ def matches(address: Address, sock: socket.socket) -> bool:
 
 def bind_all(bind: list[str], slots: int, reuse_port: bool, backlog: int,
              inherited: dict[str, list] | None = None, activated: list | None = None,
-             umask: int | None = None) -> list[Listening]:
+             umask: int | None = None, owner: tuple[int | None, int | None] = (None, None)) -> list[Listening]:
     """Listening sockets for every address of `bind`, reusing what was inherited.
 
     inherited: address text -> (its sockets in slot order, per_slot) (PREFORK_FDS, from the
@@ -198,6 +204,7 @@ def bind_all(bind: list[str], slots: int, reuse_port: bool, backlog: int,
     activated: sockets passed by systemd; each serves the address it is bound to, and one
     that matches no address is served as http on fd://N.
     umask: the configured one, if any, for unix sockets' permissions (see unix_socket_mode).
+    owner: (uid, gid) of the configured user and group, which own the unix sockets.
     """
     inherited = dict(inherited or {})
     activated = list(activated or [])
@@ -217,7 +224,7 @@ def bind_all(bind: list[str], slots: int, reuse_port: bool, backlog: int,
                 activated.remove(found)
                 listenings.append(Listening(address, [found], backlog=backlog, origin="systemd"))
                 continue
-            listenings.append(bind_address(address, slots, reuse_port, backlog, umask))
+            listenings.append(bind_address(address, slots, reuse_port, backlog, umask, owner))
         for sock in activated:
             address = parse_address(f"fd://{sock.fileno()}")
             listenings.append(Listening(address, [sock], backlog=backlog, origin="systemd"))
