@@ -59,6 +59,7 @@ def test_a_second_term_during_the_drain_stops_at_once(start_server):
         assert server.proc.wait(8) == 0
     assert time.monotonic() - started < 5
     assert "fast shutdown (TERM)" in server.log()
+    server.wait_for_log(rf"worker {worker}: fast stop: 1 connection with a request in flight closed")
 
 
 def test_int_stops_at_once(start_server):
@@ -72,6 +73,21 @@ def test_int_stops_at_once(start_server):
         assert time.monotonic() - started < 5
         assert sock.recv(100) == b""  # a fast stop does not wait for the app
     assert "fast shutdown (INT)" in server.log()
+    server.wait_for_log(rf"worker {worker}: fast stop: 1 connection with a request in flight closed")
+
+
+def test_a_request_cut_short_at_graceful_timeout_is_logged(start_server):
+    """The drain's bound: a request still running when graceful_timeout is over is cut short,
+    and the log says so (its client got nothing: an operator must see why)."""
+    server = start_server("-w", "1", "-b", "127.0.0.1:0", "--graceful-timeout", "1", "--chdir", APPS, "plain:app")
+    (worker,) = wait_workers(server.proc.pid, 1)
+    with slow_request(server.port, 8000) as sock:
+        accepted(sock, server, worker)
+        server.send_signal(signal.SIGTERM)
+        assert sock.recv(100) == b""
+        assert server.proc.wait(8) == 0
+    server.wait_for_log(rf"worker {worker}: graceful_timeout \(1 s\) is over: 1 connection with a request in "
+                        r"flight closed")
 
 
 def test_drain_and_resume_sent_to_the_whole_process_group_kill_no_worker(start_server):

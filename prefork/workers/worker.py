@@ -149,7 +149,7 @@ class Worker:
             self.board.update(self)
         if os.getppid() != self.parent:
             log.warning("worker %d: master is gone, exiting", os.getpid())
-            self.stop_now()
+            self.stop_now("master gone")
             return
         self.reactor.call_later(self.tick_interval, self._tick)
 
@@ -199,7 +199,7 @@ class Worker:
             elif signum == signal.SIGTERM:
                 # Graceful, as the master's TERM is (systemd may send it to every process of
                 # the service); a second one while draining stops at once.
-                self.stop_now() if self.stopping else self.stop_gracefully()
+                self.stop_now("second TERM") if self.stopping else self.stop_gracefully()
             elif signum == signal.SIGINT:
                 self.stop_now()
             elif signum == signal.SIGUSR1:
@@ -297,7 +297,7 @@ class Worker:
             self.reactor.stop()
             return
         grace = self.config.graceful_timeout
-        self.reactor.call_later(grace, self.stop_now)
+        self.reactor.call_later(grace, lambda: self.stop_now(f"graceful_timeout ({grace:g} s) is over"))
 
     def _close_idle(self) -> None:
         """Close idle connections, but first serve a request already waiting in the kernel;
@@ -322,7 +322,13 @@ class Worker:
         log.info("worker %d: %d requests served, recycling", os.getpid(), self.requests)
         self.reactor.call_later(0, self.stop_gracefully)
 
-    def stop_now(self) -> None:
+    def stop_now(self, why: str = "fast stop") -> None:
+        """Close every connection and leave; requests cut short are counted in the log, since
+        their clients got no (or half a) response."""
+        busy = sum(1 for conn in self.connections.values() if not conn.idle())
+        if busy:
+            log.warning("worker %d: %s: %d connection%s with a request in flight closed", os.getpid(), why,
+                        busy, "" if busy == 1 else "s")
         for conn in list(self.connections.values()):
             conn.abort()
         self.reactor.stop()
