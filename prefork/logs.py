@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import binascii
 import logging
 import os
 import re
 import sys
 import time
+from urllib.parse import unquote_to_bytes
 
 ERROR_FORMAT = "%(asctime)s [%(process)d] [%(levelname)s] %(message)s"
 
@@ -115,23 +117,73 @@ class LogRecord:
     """The atoms of gunicorn's access_log_format (%(h)s, %(r)s, %({name}i)s...), computed only
     when the format uses them."""
 
-    __slots__ = ("peer", "request", "status", "size", "duration", "when")
+    __slots__ = ("peer", "request", "status", "size", "duration", "when", "response_headers")
 
-    def __init__(self, peer, request, status, size, duration, when):
+    def __init__(self, peer, request, status, size, duration, when, response_headers=None):
         self.peer, self.request, self.status, self.size = peer, request, status, size
-        self.duration, self.when = duration, when
+        self.duration, self.when, self.response_headers = duration, when, response_headers
 
     def __getitem__(self, atom: str) -> str:
         request = self.request
         if atom[0] == "{":  # {name}i: a request header, {name}o: a response header, {name}e: environ
-            name, kind = atom[1:-2].lower(), atom[-1]
-            if kind == "i" and request is not None:
-                return escape(request.header(name.encode("latin-1")))
-            if kind == "e":
-                return escape(os.environ.get(name.upper(), "").encode("utf-8", "replace"))
-            return "-"
+            name, kind = atom[1:-2], atom[-1]
+            if kind == "i":
+                return escape(request.header(name.lower().encode("latin-1", "replace"))) if request is not None else "-"
+            if kind == "o":
+                return escape(_response_header(self.response_headers, name.lower().encode("latin-1", "replace")))
+            return escape(_environ_value(self, name.upper()))
         getter = _ATOMS.get(atom)
         return getter(self) if getter is not None else "-"
+
+
+def _response_header(lines: bytes | None, name: bytes) -> bytes | None:
+    """The value of the first field `name` (lower case) in a response's serialized header lines."""
+    if not lines:
+        return None
+    for line in lines.split(b"\r\n"):
+        field, colon, value = line.partition(b":")
+        if colon and field.strip().lower() == name:
+            return value.strip()
+    return None
+
+
+def _environ_value(record: LogRecord, key: str) -> bytes | None:
+    """%({KEY}e)s: the WSGI environ's KEY, as gunicorn logs it, for the keys the request gives
+    (REMOTE_ADDR, REQUEST_METHOD, PATH_INFO, QUERY_STRING, SERVER_PROTOCOL, RAW_URI, CONTENT_TYPE,
+    CONTENT_LENGTH, HTTP_*); the server writes this log, not the app, so what only the app's
+    environ holds (wsgi.*, keys a middleware adds) is "-"."""
+    request = record.request
+    if key == "REMOTE_ADDR":
+        return record.peer.encode() if record.peer else None
+    if request is None:
+        return None
+    if key.startswith("HTTP_"):
+        return request.header(key[5:].lower().replace("_", "-").encode("latin-1", "replace"))
+    if key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+        return request.header(key.lower().replace("_", "-").encode("latin-1", "replace"))
+    if key == "REQUEST_METHOD":
+        return request.method
+    if key in ("RAW_URI", "REQUEST_URI"):
+        return request.target
+    if key in ("PATH_INFO", "QUERY_STRING"):
+        path, _, query = request.target.partition(b"?")
+        return unquote_to_bytes(path) if key == "PATH_INFO" else query
+    if key == "SERVER_PROTOCOL":
+        return b"HTTP/" + request.version
+    return None
+
+
+def _basic_auth_user(record: LogRecord) -> str:
+    """%(u)s: the user name of HTTP Basic authentication, as gunicorn logs it, else "-"."""
+    request = record.request
+    credentials = request.header(b"authorization") if request is not None else None
+    if not credentials or credentials[:6].lower() != b"basic ":
+        return "-"
+    try:
+        user = binascii.a2b_base64(credentials[6:].strip()).partition(b":")[0]
+    except binascii.Error:
+        return "-"
+    return escape(user)
 
 
 def _request_line(record: LogRecord) -> str:
@@ -151,7 +203,7 @@ def _target_part(record: LogRecord, query: bool) -> str:
 _ATOMS = {
     "h": lambda r: r.peer or "-",
     "l": lambda r: "-",
-    "u": lambda r: "-",
+    "u": _basic_auth_user,
     "t": lambda r: time.strftime("[%d/%b/%Y:%H:%M:%S %z]", time.localtime(r.when)),
     "r": _request_line,
     "m": lambda r: escape(r.request.method) if r.request else "-",
@@ -199,9 +251,11 @@ class AccessLog:
         if old > 2:
             os.close(old)
 
-    def write(self, peer: str, request, status: int, size: int, duration: float = 0.0) -> None:
-        """peer: the client's address ("" for a unix-socket peer)."""
-        line = self.format % LogRecord(peer, request, status, size, duration, time.time())
+    def write(self, peer: str, request, status: int, size: int, duration: float = 0.0,
+              response_headers: bytes | None = None) -> None:
+        """peer: the client's address ("" for a unix-socket peer); response_headers: the app's
+        serialized header lines, for %({name}o)s."""
+        line = self.format % LogRecord(peer, request, status, size, duration, time.time(), response_headers)
         try:
             os.write(self.fd, line.encode("utf-8", "backslashreplace") + b"\n")
         except OSError:

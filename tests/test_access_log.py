@@ -12,6 +12,7 @@ import pytest
 from prefork.logs import check_format, escape
 from support.client import connect, read_response, recv_until_closed
 from support.logs import lines, wait_lines
+from support.paths import APPS
 from support.polling import wait_until
 
 LINE = re.compile(r'^(\S+) - - \[[^]]+\] "([^"]*)" (\d{3}) (\d+|-) "([^"]*)" "([^"]*)" (\d+\.\d{6})$')
@@ -136,6 +137,29 @@ def test_a_format_of_gunicorn_atoms(start_server, tmp_path):
         read_response(sock)
     (line,) = wait_lines(log, 1)
     assert re.fullmatch(r"127\.0\.0\.1 GET /plaintext a=b HTTP/1\.1 200 13 42 \d+", line), line
+
+
+@pytest.mark.parametrize("dispatch", ["inline", "threads"])
+def test_the_user_response_headers_and_environ_atoms_log_what_gunicorn_logs(start_server, tmp_path, dispatch):
+    """%(u)s is the Basic authentication user, %({name}o)s a response header, %({KEY}e)s the
+    WSGI environ's KEY, as in gunicorn; a refused request after them has no response headers."""
+    log = tmp_path / "access.log"
+    fmt = "%(u)s|%({content-type}o)s|%({Content-Length}o)s|%({REMOTE_ADDR}e)s|%({HTTP_X_ID}e)s|%({PATH_INFO}e)s|" \
+          "%({QUERY_STRING}e)s|%({wsgi.version}e)s|%(s)s"
+    server = start_server("-w", "1", "-b", "127.0.0.1:0", "--access-log", str(log), "--access-log-format", fmt,
+                          "--chdir", APPS, "--dispatch", dispatch, "plain:app")
+    with connect(server.port) as sock:
+        sock.sendall(b"GET /hello?x=1 HTTP/1.1\r\nHost: a\r\nX-Id: 42\r\nAuthorization: Basic Ym9iOnB3\r\n\r\n"
+                     b"GET /st%72eam?n=2&size=3 HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer xyz\r\n\r\n")
+        buf = bytearray()
+        assert read_response(sock, buf)[0] == 200
+        assert read_response(sock, buf)[0] == 200
+    with connect(server.port) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: a\r\nBad Name: x\r\n\r\n")
+        assert read_response(sock)[0] == 400
+    assert wait_lines(log, 3) == ["bob|text/plain|13|127.0.0.1|42|/hello|x=1|-|200",
+                                  "-|text/plain|-|127.0.0.1|-|/stream|n=2&size=3|-|200",
+                                  "-|-|-|127.0.0.1|-|-|-|-|400"]
 
 
 def test_a_format_with_an_unknown_atom_is_refused():

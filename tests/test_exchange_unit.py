@@ -348,8 +348,8 @@ def _ending(whole: bool, head: bytes, later: bool, access_log: bool, stopping: b
     logged, counted, drained = [], [], []
     if access_log:
         class Log:
-            def write(self, peer, request, status, size, duration=0.0):
-                logged.append((peer, request.target, status, size, round(duration)))
+            def write(self, peer, request, status, size, duration=0.0, response_headers=None):
+                logged.append((peer, request.target, status, size, round(duration), response_headers))
         worker.access_log = Log()
     count = worker.count
     worker.count = lambda status, sent, duration: (counted.append((status, sent, round(duration))),

@@ -72,7 +72,7 @@ _INPUT_LIMIT = 128 * 1024
 class HttpConnection:
     __slots__ = ("worker", "reactor", "transport", "fd", "deadline", "handler", "parser", "request",
                  "exchange", "body", "body_size", "keep_alive", "head_started", "chunked_out", "status",
-                 "sent_body", "dispatching", "client", "trusted")
+                 "sent_body", "dispatching", "client", "trusted", "response_headers")
 
     def __init__(self, worker, transport, handler=None):
         self.worker = worker
@@ -96,6 +96,7 @@ class HttpConnection:
         self.chunked_out = False
         self.status = 0
         self.sent_body = 0
+        self.response_headers = None  # the app's header lines, kept for the access log's %({name}o)s
         self.dispatching = False  # inside handler(): a response that ends must not re-enter data_received()
         self.head_started = self.reactor.now
         self.deadline.set(self.head_started + worker.config.header_timeout)
@@ -347,6 +348,7 @@ class HttpConnection:
                                                     http10=exchange.request.version == _HTTP10,
                                                     keep_alive=keep_alive, length=length, status=status)
         self.status = status
+        self.response_headers = headers
         self.chunked_out = chunked and not exchange.head_only
         self.sent_body = 0
         transport.write(head)

@@ -92,6 +92,7 @@ class Exchange:
         if worker.access_log is None:
             worker.count(status, conn.sent_body, _monotonic() - conn.head_started)
         else:
+            conn.response_headers = headers
             worker.response_done(conn)
         conn.head_started = conn.reactor.now
         if not keep_alive:

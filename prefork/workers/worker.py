@@ -258,7 +258,8 @@ class Worker:
         if self.access_log is not None:
             request = conn.request
             client = conn.client_and_scheme(request)[0] if request is not None else conn.client[0]
-            self.access_log.write(client, request, conn.status, conn.sent_body, duration)
+            self.access_log.write(client, request, conn.status, conn.sent_body, duration, conn.response_headers)
+            conn.response_headers = None  # not the next response's (a refused request has none)
 
     def connection_states(self) -> tuple[int, int, int]:
         """(reading, writing, waiting) connections, as nginx's stub_status counts them."""
