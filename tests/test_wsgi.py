@@ -109,7 +109,6 @@ def test_app_errors_are_500_and_the_worker_keeps_serving(start_server, dispatch)
             "/fail": "boom: the app failed",
             "/bad-header?kind=crlf": "control character",
             "/bad-header?kind=nul": "control character",
-            "/bad-header?kind=hop": "hop-by-hop header 'Connection'",
             "/bad-header?kind=name": "invalid header name 'Bad Name'",
             "/bad-header?kind=latin1": "is not latin-1",
             "/str-body": "must be bytes, not str",

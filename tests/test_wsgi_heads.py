@@ -8,7 +8,7 @@ from urllib.parse import quote
 
 import pytest
 
-from support.client import connect, read_response
+from support.client import connect, read_response, recv_until_closed
 from support.paths import APPS
 from support.server import Server
 
@@ -82,3 +82,34 @@ def test_server_software_names_prefork_and_its_version(app_server):
     with connect(app_server.port) as sock:
         sock.sendall(b"GET /environ HTTP/1.1\r\nHost: a\r\n\r\n")
         assert json.loads(read_response(sock)[2])["SERVER_SOFTWARE"] == f"prefork/{__version__}"
+
+
+@pytest.mark.parametrize("stream", ["", "&stream=1"])
+@pytest.mark.parametrize("header", ["Connection:keep-alive", "Keep-Alive:timeout=5, max=100", "Transfer-Encoding:chunked",
+                                    "Upgrade:h2c", "TE:trailers", "Trailer:X-Sum", "Proxy-Authenticate:Basic"])
+def test_hop_by_hop_headers_of_the_app_are_dropped_as_gunicorn_does(app_server, header, stream):
+    """The framing of the connection is the server's: an app's hop-by-hop header is not sent
+    (gunicorn drops them too, and apps that ran there send them), the response is served and the
+    connection goes on."""
+    with connect(app_server.port) as sock:
+        request = f"GET /as-asked?status=200+OK&header={quote(header)}{stream} HTTP/1.1\r\nHost: a\r\n\r\n".encode()
+        buf = bytearray()
+        sock.sendall(request + request)
+        for _ in range(2):
+            status, headers, body = read_response(sock, buf)
+            assert (status, body) == (200, b"as asked")
+            name = header.split(":")[0].lower()
+            assert headers.get(name) == ("chunked" if stream and name == "transfer-encoding" else None), headers
+            assert "connection" not in headers
+
+
+@pytest.mark.parametrize("stream", ["", "&stream=1"])
+@pytest.mark.parametrize("value", ["close", "Close", "x-other, close"])
+def test_an_apps_connection_close_closes_the_connection_after_its_response(app_server, value, stream):
+    with connect(app_server.port) as sock:
+        request = f"GET /as-asked?status=200+OK&header={quote('Connection:' + value)}{stream} HTTP/1.1\r\nHost: a\r\n\r\n"
+        sock.sendall(request.encode() * 2)
+        buf = bytearray()
+        status, headers, body = read_response(sock, buf)
+        assert (status, body, headers.get("connection")) == (200, b"as asked", "close")
+        assert bytes(buf) + recv_until_closed(sock) == b""  # the second request is not answered

@@ -1,5 +1,5 @@
 """The rules of a WSGI response, shared by both dispatch paths: what the app gave
-start_response() checked and serialized (no CR, LF or NUL, no hop-by-hop header, a status
+start_response() checked and serialized (no CR, LF or NUL, hop-by-hop headers dropped, a status
 from 200 to 599), the framing of a body whose length is known or not, wsgi.file_wrapper sent
 from its file, and the one decision of how a response ends (`ending`, `failure`, applied on
 the Reactor by `apply_ending`).
@@ -43,7 +43,8 @@ def response_head(status, headers) -> tuple[int, bytes, int | None, tuple | None
 
     Returns (code, header lines, Content-Length or None, head style): the style is None for a
     head the connection frames as usual, else (reason phrase or None, whether the server adds
-    its Server line, its Date line) -- for an app's own reason phrase, Server or Date.
+    its Server line, its Date line, whether the connection closes after the response) -- for an
+    app's own reason phrase, Server or Date, or its Connection: close.
     Apps send the same status and headers again and again, so the result is memoized.
     """
     try:
@@ -74,7 +75,7 @@ def _build_head(status, headers) -> tuple[int, bytes, int | None, tuple | None]:
         raise ResponseError(f"headers must be a list, not {type(headers).__name__}")
     lines = []
     length = None
-    own_server = own_date = False
+    own_server = own_date = close = False
     for item in headers:
         if not isinstance(item, tuple) or len(item) != 2:
             raise ResponseError(f"a header must be a (name, value) tuple: {item!r}")
@@ -85,7 +86,12 @@ def _build_head(status, headers) -> tuple[int, bytes, int | None, tuple | None]:
             raise ResponseError(f"invalid header name {name!r}")
         lower = name.lower()
         if lower in _HOP_BY_HOP:
-            raise ResponseError(f"hop-by-hop header {name!r} is the server's to send (value {value!r})")
+            # The connection's framing is the server's: dropped, as gunicorn does (PEP 3333 lets a
+            # server refuse them instead, but apps that ran on gunicorn send them); an app's
+            # "Connection: close" is honoured, the connection closes after the response.
+            if lower == "connection" and "close" in (token.strip() for token in value.lower().split(",")):
+                close = True
+            continue
         if _CONTROLS.search(value) or "\x85" in value and not _utf8_in_latin1(value):
             raise ResponseError(f"header {name!r} has a control character in its value {value!r}")
         value = value.strip(" \t")  # Django sends Set-Cookie with a leading space
@@ -106,8 +112,8 @@ def _build_head(status, headers) -> tuple[int, bytes, int | None, tuple | None]:
     number = int(code)
     custom = reason != _PHRASES.get(number)
     style = None
-    if custom or own_server or own_date:
-        style = (reason.encode("latin-1", "replace") if custom else None, not own_server, not own_date)
+    if custom or own_server or own_date or close:
+        style = (reason.encode("latin-1", "replace") if custom else None, not own_server, not own_date, close)
     return number, b"".join(lines), length, style
 
 

@@ -343,7 +343,10 @@ class HttpConnection:
         """Begin a streamed response (see Exchange.start)."""
         transport = self.transport
         keep_alive = self.keep_alive and not self.worker.stopping and not (transport.read_closed and self.all_read())
-        line, common = self.status_and_common(status, exchange.head_style)
+        style = exchange.head_style
+        if style is not None and style[3]:
+            keep_alive = False  # the app said Connection: close
+        line, common = self.status_and_common(status, style)
         head, chunked, self.keep_alive = frame_head(line, common, headers,
                                                     http10=exchange.request.version == _HTTP10,
                                                     keep_alive=keep_alive, length=length, status=status)
@@ -359,7 +362,7 @@ class HttpConnection:
         line = _STATUS_LINES.get(status) or http.status_line(status)
         common = self.worker.common_headers
         if style is not None:
-            reason, add_server, add_date = style
+            reason, add_server, add_date, _ = style
             if reason is not None:
                 line = http.status_line(status, reason)
             if not (add_server and add_date):

@@ -38,7 +38,8 @@ class Exchange:
     conn: the connection; request: the Request; body: a file-like object, the request body,
     read whole before the handler runs; head_only: the response's body is not sent (HEAD);
     head_style: None, or the app's own framing of the response head: (reason phrase or None,
-    whether to add our Server line, our Date line), as wsgi.response_head() says;
+    whether to add our Server line, our Date line, whether to close after the response), as
+    wsgi.response_head() says;
     abort_callback: None, or what on_abort() was given; connection_id: a number no other open
     connection of this worker has (its descriptor; a field, not a property: the WSGI environ
     reads it for every request, and a property's call costs several fields' stores)."""
@@ -71,6 +72,8 @@ class Exchange:
             common = worker.common_headers
         else:
             line, common = conn.status_and_common(status, self.head_style)
+            if self.head_style[3]:
+                keep_alive = False  # the app said Connection: close
         # frame_head() for a body of known length, inlined (the copy is pinned to it by
         # tests/test_framing.py): the Connection line and the blank line.
         end = (_CRLF if self.request.version != _HTTP10 else _KEEP_ALIVE_CRLF) if keep_alive else _CLOSE_CRLF

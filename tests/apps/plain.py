@@ -196,7 +196,6 @@ def bad_header(environ, start_response):
     header = {
         "crlf": ("X-Bad", "one\r\nInjected: yes"),
         "nul": ("X-Bad", "a\0b"),
-        "hop": ("Connection", "keep-alive"),
         "name": ("Bad Name", "x"),
         "latin1": ("X-Bad", "\u20ac"),
         "vt": ("X-Bad", "a\x0bb"),
@@ -211,13 +210,16 @@ def bad_header(environ, start_response):
 
 def status_as_asked(environ, start_response):
     """?status= as the status line, with a header the app frames its own way (?header=Name:Value;
-    with &utf8=1 its value is UTF-8 passed through latin-1, as PEP 3333 carries other encodings)."""
+    with &utf8=1 its value is UTF-8 passed through latin-1, as PEP 3333 carries other encodings;
+    with &stream=1 the body is a generator, streamed)."""
     query = _query(environ)
     headers = list(TEXT)
     if "header" in query:
         name, value = query["header"].split(":", 1)
         headers.append((name, value.encode().decode("latin-1") if "utf8" in query else value))
     start_response(query["status"], headers)
+    if "stream" in query:  # a generator: streamed, chunked (start/send/end)
+        return (part for part in [b"as ", b"asked"])
     return [b"as asked"]
 
 
