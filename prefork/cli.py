@@ -90,10 +90,6 @@ def build_parser() -> argparse.ArgumentParser:
                         help="check the configuration, print 'configuration ok' or the error, and exit")
     parser.add_argument("-s", dest="control", metavar="SIGNAL", choices=sorted(CONTROL_SIGNALS),
                         help="send a signal to the running master: " + ", ".join(sorted(CONTROL_SIGNALS)))
-    # gunicorn's --capture-output is what prefork always does: with --error-log FILE, fd 2 of
-    # the master and of every worker is that file. Accepted so that a pasted command runs.
-    parser.add_argument("--capture-output", dest="capture_output", action="store_true", default=argparse.SUPPRESS,
-                        help="accepted for gunicorn; stderr (prints, tracebacks) always goes to the --error-log file")
     for setting in configuration.SETTINGS:
         if setting.name == "app" or not setting.cli:
             continue
@@ -139,7 +135,6 @@ def main(argv: list[str] | None = None) -> int:
     config_file = args.pop("config_file")
     check_only = args.pop("check_only")
     control = args.pop("control")
-    args.pop("capture_output", None)  # always on (see build_parser)
     try:
         config = configuration.load(config_file, args)
         refuse_conflicts(config)

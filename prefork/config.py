@@ -55,6 +55,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("pid", None, "path", "file the master writes its pid to", flags=("-p", "--pid")),
     Setting("access_log", None, "str", "access log file, or - for stdout; none (or off) by default", flags=("--access-log", "--access-logfile")),
     Setting("error_log", "-", "str", "error log file, or - for stderr; with a file, stderr of every process goes there too", flags=("--error-log", "--error-logfile", "--log-file")),
+    Setting("capture_output", False, "bool", "stdout of every process (an app's print()) goes to the error log file too, as gunicorn's --capture-output", flags=("--capture-output",)),
     Setting("log_level", "info", "choice", "error log level", choices=("debug", "info", "warning", "error", "critical"),
             aliases=(("warn", "warning"),)),
     Setting("static_root", None, "path", "directory served under /static/ by the built-in site"),

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import sys
 
-from .logs import send_stderr_to
+from .logs import hide_boot_errors, send_stderr_to, show_boot_errors
 from .master.arbiter import Arbiter
 
 READY = b"ready"
@@ -44,7 +44,7 @@ def run_detached(config, argv: list[str], overrides: dict) -> int:
             print("prefork: warning: with -D and --error-log - the server's log goes to /dev/null; "
                   "give --error-log FILE to keep it", file=sys.stderr)
         return 0
-    where = "above" if config.error_log == "-" else f"in {config.error_log}"
+    where = "above" if config.error_log == "-" else f"above, and in {config.error_log}"
     print(f"prefork: the server did not start (the reason is {where})", file=sys.stderr)
     return 1
 
@@ -96,7 +96,12 @@ class DetachedArbiter(Arbiter):
 
     def follow_error_log(self) -> None:
         if self.attached:
-            return  # fd 2 stays the pipe to the command until it is told
+            # fd 2 stays the pipe to the command until it is told; what goes wrong meanwhile is
+            # shown there too, not only in the log file.
+            if self.config.error_log != "-":
+                show_boot_errors()
+            return
+        hide_boot_errors()
         if self.config.error_log == "-":
             send_stderr_to(os.devnull)
         else:

@@ -30,6 +30,29 @@ class ReopenableFileHandler(logging.StreamHandler):
             self.release()
 
 
+class BootErrors(logging.StreamHandler):
+    """Errors also to fd 2 while it is the pipe to the waiting `prefork -D` command, so that the
+    command shows why the server did not start, not only where the log file is."""
+
+
+def show_boot_errors() -> None:
+    """While `prefork -D` waits: errors go to fd 2 too (the log file keeps them as well)."""
+    logger = logging.getLogger("prefork")
+    if not any(isinstance(handler, BootErrors) for handler in logger.handlers):
+        handler = BootErrors(sys.stderr)
+        handler.setLevel(logging.ERROR)
+        handler.setFormatter(logging.Formatter("prefork: %(message)s"))
+        logger.addHandler(handler)
+
+
+def hide_boot_errors() -> None:
+    """The command has its answer (or this worker has booted): fd 2 is no longer its pipe."""
+    logger = logging.getLogger("prefork")
+    for handler in list(logger.handlers):
+        if isinstance(handler, BootErrors):
+            logger.removeHandler(handler)
+
+
 def setup_error_log(target: str, level: str) -> logging.Logger:
     """Send prefork's log to stderr ("-") or to a file; returns the "prefork" logger."""
     logger = logging.getLogger("prefork")
@@ -64,9 +87,10 @@ def prepare_log_files(paths, uid: int | None, gid: int | None) -> None:
 
 # The file fd 2 follows on USR1 (see send_stderr_to); None while fd 2 is left as it is.
 _stderr_path: str | None = None
+_stdout_too = False  # capture_output: fd 1 follows fd 2 to the error log file
 
 
-def send_stderr_to(path: str) -> None:
+def send_stderr_to(path: str, stdout: bool | None = None) -> None:
     """Point fd 2 at `path`: the error log file, or /dev/null (then it is not reopened).
 
     What is written to stderr rather than logged -- the stack faulthandler prints when the
@@ -75,12 +99,20 @@ def send_stderr_to(path: str) -> None:
     faulthandler write to fd 2 itself, so a dup2 is all they need. O_APPEND: the lines of the
     master and of every worker interleave whole. The logging handler has the same file open on
     its own (appending too), so the two never fight over an offset.
+
+    stdout=True (capture_output): fd 1 is that file too, so an app's print() is kept, as with
+    gunicorn's --capture-output; None: as the last call said (a reopen).
     """
-    global _stderr_path
+    global _stderr_path, _stdout_too
+    if stdout is not None:
+        _stdout_too = stdout
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
     try:
         sys.stderr.flush()
         os.dup2(fd, 2)  # fd 2 itself stays inheritable: the workers and a USR2 master get it
+        if _stdout_too and path != os.devnull:
+            sys.stdout.flush()
+            os.dup2(fd, 1)
     finally:
         os.close(fd)
     _stderr_path = None if path == os.devnull else path

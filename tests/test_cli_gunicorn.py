@@ -414,6 +414,18 @@ def test_daemon_whose_app_fails_to_import_says_why_and_exits_1(tmp_path):
     wait_until(lambda: not pidfile.exists(), 15, message="the master to exit and remove its pidfile")
 
 
+def test_daemon_with_an_error_log_file_shows_why_it_did_not_start_on_the_terminal_too(tmp_path):
+    """With --error-logfile FILE the reason is in the file, and on the terminal of the command
+    that waits (a deploy script's output), not only 'the reason is in FILE'."""
+    errors = tmp_path / "error.log"
+    result = run_prefork("-D", "-p", tmp_path / "d.pid", "-b", "127.0.0.1:0", "-w", "1", "--error-logfile", errors,
+                         "broken_import:app", cwd=APPS)
+    assert result.returncode == 1, result.stderr
+    assert "this app fails at import on purpose" in result.stderr
+    assert f"did not start (the reason is above, and in {errors})" in result.stderr
+    wait_until(lambda: "this app fails at import on purpose" in errors.read_text(), 10, message="the reason in the file")
+
+
 SLOW_TO_IMPORT = '''
 import os, pathlib, time
 
@@ -453,6 +465,7 @@ import sys
 
 def app(environ, start_response):
     print("app on stderr:", environ["QUERY_STRING"], file=sys.stderr, flush=True)
+    print("app on stdout:", environ["QUERY_STRING"], flush=True)
     start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "2")])
     return [b"ok"]
 '''
@@ -461,10 +474,11 @@ def app(environ, start_response):
 @pytest.mark.parametrize("detached", [False, True], ids=["foreground", "daemon"])
 def test_error_logfile_gets_what_the_app_writes_to_stderr_and_follows_usr1(start_server, tmp_path, detached):
     """As nginx and gunicorn --capture-output: stderr (an app's prints, a traceback faulthandler
-    dumps) goes to the error log file, and to the new file after a rotation."""
+    dumps) goes to the error log file, and to the new file after a rotation; with
+    --capture-output, stdout too (an app's print())."""
     (tmp_path / "printer.py").write_text(WRITES_TO_STDERR)
     errors = tmp_path / "error.log"
-    args = ["-b", "127.0.0.1:0", "-w", "1", "--error-logfile", errors, "printer:app"]
+    args = ["-b", "127.0.0.1:0", "-w", "1", "--error-logfile", errors, "--capture-output", "printer:app"]
     pid = None
     if detached:
         pidfile = tmp_path / "daemon.pid"
@@ -473,14 +487,14 @@ def test_error_logfile_gets_what_the_app_writes_to_stderr_and_follows_usr1(start
         pid = int(pidfile.read_text())
         port = int(re.search(r"\(port (\d+)\)", result.stderr).group(1))
     else:
-        # gunicorn's --capture-output is accepted: what it asks for is what prefork does anyway
-        server = start_server("--capture-output", *map(str, args), cwd=tmp_path, expect_ports=0)
+        server = start_server(*map(str, args), cwd=tmp_path, expect_ports=0)
         pid = server.proc.pid
         port = wait_until(lambda: errors.exists() and listening(errors.read_text()), 10,
                           message="the listening line in the error log")[0][1]
     try:
         assert get_and_close(port, "/?before")[2] == b"ok"
-        wait_until(lambda: "app on stderr: before" in errors.read_text(), 10, message="the app's line in the error log")
+        wait_until(lambda: "app on stderr: before" in errors.read_text() and "app on stdout: before" in errors.read_text(),
+                   10, message="the app's lines in the error log")
         errors.rename(tmp_path / "error.log.1")
         os.kill(pid, signal.SIGUSR1)
         wait_until(errors.exists, 10, message="the master to reopen the error log")
@@ -488,10 +502,12 @@ def test_error_logfile_gets_what_the_app_writes_to_stderr_and_follows_usr1(start
         # new file; every line written before it is in the old one, none after.
         attempts = iter(range(1000))
         last = wait_until(lambda: (n := next(attempts), get_and_close(port, f"/?after{n}"))
-                          and f"app on stderr: after{n}\n" in errors.read_text() and n, 10,
+                          and f"app on stderr: after{n}\n" in errors.read_text()
+                          and f"app on stdout: after{n}\n" in errors.read_text() and n, 10,
                           message="the worker's stderr to follow the rotation")
         rotated = (tmp_path / "error.log.1").read_text()
         assert "app on stderr: before" in rotated and f"app on stderr: after{last}\n" not in rotated
+        assert "app on stdout: before" in rotated and f"app on stdout: after{last}\n" not in rotated
     finally:
         if detached and alive(pid):
             os.killpg(os.getpgid(pid), signal.SIGKILL)

@@ -329,7 +329,7 @@ class Arbiter:
         if self.config.error_log == "-":
             return
         try:
-            send_stderr_to(self.config.error_log)
+            send_stderr_to(self.config.error_log, stdout=self.config.capture_output)
         except OSError as exc:
             log.error("cannot open %s for stderr: %s", self.config.error_log, exc.strerror)
 

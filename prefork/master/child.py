@@ -20,7 +20,7 @@ from functools import partial
 from setproctitle import setproctitle
 
 from prefork.apps.loader import AppLoadError
-from prefork.logs import send_stderr_to
+from prefork.logs import hide_boot_errors, send_stderr_to
 # Imported by the master, once, before any fork: a worker starts without importing the server
 # again, and still has it after dropping privileges to a user who may not read the install.
 from prefork.apps import hosting, site, static, status, wsgi, wsgi_inline, wsgi_response, wsgi_threads  # noqa: F401
@@ -95,7 +95,7 @@ def run_worker(master_pid: int, config, sockets, slot: int, generation: int, cel
         worker = _build_worker(config, sockets, slot, generation, Report(cell, slot, generation, config.proc_name), app,
                                tls_context)
         if stderr_after_boot is not None:
-            _release_boot_stderr(stderr_after_boot)
+            _release_boot_stderr(stderr_after_boot, config.capture_output)
     except (AppLoadError, privileges.PrivilegeError) as exc:
         log.error("worker %d (slot %d) failed to boot: %s", os.getpid(), slot, exc)
         _exit(BOOT_FAILED)
@@ -142,9 +142,10 @@ def _boot_signals() -> None:
         signal.signal(sig, signal.SIG_IGN)
 
 
-def _release_boot_stderr(path: str) -> None:
+def _release_boot_stderr(path: str, stdout: bool) -> None:
+    hide_boot_errors()  # inherited from a master that still answers `prefork -D`
     try:
-        send_stderr_to(path)
+        send_stderr_to(path, stdout=stdout)
     except OSError as exc:  # the error log refused (permissions): never keep the pipe
         log.error("worker %d cannot open %s for stderr: %s", os.getpid(), path, exc.strerror)
         send_stderr_to(os.devnull)
