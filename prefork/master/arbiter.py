@@ -443,6 +443,13 @@ class Arbiter:
             systemd.notify("STOPPING=1", f"STATUS={self.stopping} shutdown")
         self.set_title()
         self.respawn_at.clear()
+        # Our descriptors of the listening sockets go first; each worker then accepts what is
+        # queued and closes its own (Listener.close): the sockets close, and a new connection
+        # is refused at once, as with nginx, instead of waiting unanswered until we exit. A new
+        # master (USR2) holds its own descriptors of them: it serves on.
+        handed_over = self.new_master is not None
+        for listening in self.listenings:
+            listening.close(unlink=not handed_over)
         if graceful:
             self.quit_workers(list(self.workers.values()))
         else:

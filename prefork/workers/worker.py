@@ -290,7 +290,7 @@ class Worker:
             return
         self.stopping = True
         for listener in self.listeners:
-            listener.pause()
+            listener.close()
         if self.board is not None:  # master: the scoreboard and the title show "shutting down"
             self.board.update(self)
         self._close_idle()
