@@ -213,8 +213,10 @@ def _is_number(text: str) -> bool:
 
 def refuse_conflicts(config) -> None:
     if config.reload and config.preload and config.app:
-        raise configuration.ConfigError("--reload needs the workers to import the app, and --preload imports "
-                                        "it once in the master: drop one of them")
+        where = config.path or "command line"
+        raise configuration.ConfigError(f"{where}: keys 'reload' and 'preload' are both true: reload (--reload) needs "
+                                        "the workers to import the app, and preload (--preload) imports it once in "
+                                        "the master: drop one of them")
 
 
 def upgrading() -> bool:

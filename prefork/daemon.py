@@ -82,7 +82,9 @@ class DetachedArbiter(Arbiter):
             self.tell_command()
 
     def tell_command(self) -> None:
+        by_default = self.config.tls_by_default
         where = ", ".join(l.address.text + (f" (port {l.bound_port})" if l.bound_port else "")
+                          + (" (TLS)" if self.tls_context is not None and l.protocol(by_default) == "https" else "")
                           for l in self.listenings)
         try:
             os.write(self.status_write, READY + f" master pid {os.getpid()}, listening on {where}".encode())

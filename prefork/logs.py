@@ -13,18 +13,24 @@ from urllib.parse import unquote_to_bytes
 ERROR_FORMAT = "%(asctime)s [%(process)d] [%(levelname)s] %(message)s"
 
 
+def _open_log(path: str, flags: int) -> int:
+    """Log files are created rw-r----- as the access log is: they hold what clients sent
+    (targets, queries) and tracebacks, which not every local user should read."""
+    return os.open(path, flags, 0o640)
+
+
 class ReopenableFileHandler(logging.StreamHandler):
     """A log file that can be reopened after logrotate moved it (USR1)."""
 
     def __init__(self, path: str):
         self.path = path
-        super().__init__(open(path, "a", buffering=1, encoding="utf-8"))
+        super().__init__(open(path, "a", buffering=1, encoding="utf-8", opener=_open_log))
 
     def reopen(self) -> None:
         self.acquire()
         try:
             old = self.stream
-            self.stream = open(self.path, "a", buffering=1, encoding="utf-8")
+            self.stream = open(self.path, "a", buffering=1, encoding="utf-8", opener=_open_log)
             old.close()
         finally:
             self.release()

@@ -3,8 +3,10 @@ requests logged too, one whole line per request under concurrent load, reopened 
 
 from __future__ import annotations
 
+import os
 import re
 import signal
+import stat
 import threading
 
 import pytest
@@ -184,3 +186,20 @@ def test_refused_requests_are_counted_in_the_status(start_server):
             sock.sendall(b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n")  # an invalid Host: 400
             assert recv_until_closed(sock).startswith(b"HTTP/1.1 400 ")
     wait_until(lambda: status()["responses"]["4xx"] == before + 3, 10, message="three more 4xx")
+
+
+def test_the_access_and_error_logs_are_created_rw_for_their_owner_and_readable_by_the_group(start_server, tmp_path):
+    """Both hold what clients sent (targets, queries) and tracebacks: rw-r----- whatever the umask."""
+    access, errors = tmp_path / "access.log", tmp_path / "error.log"
+    old = os.umask(0)
+    try:
+        server = start_server("-w", "1", "-b", "127.0.0.1:0", "--access-log", str(access), "--error-log", str(errors),
+                              expect_ports=0)
+    finally:
+        os.umask(old)
+    wait_until(lambda: access.exists() and errors.exists(), 10, message="the log files")
+    assert (stat.S_IMODE(access.stat().st_mode), stat.S_IMODE(errors.stat().st_mode)) == (0o640, 0o640)
+    errors.rename(tmp_path / "error.log.1")
+    server.send_signal(signal.SIGUSR1)
+    wait_until(errors.exists, 10, message="the reopened error log")
+    assert stat.S_IMODE(errors.stat().st_mode) == 0o640

@@ -585,3 +585,24 @@ def test_reload_and_preload_are_refused_together():
     result = run_prefork("-t", "--reload", "--preload", "plain:app", "--chdir", str(APPS))
     assert result.returncode == 1
     assert "--reload" in result.stderr and "--preload" in result.stderr
+
+
+def test_reload_and_preload_in_a_file_are_refused_naming_the_keys_and_the_file(tmp_path):
+    (tmp_path / "both.toml").write_text('reload = true\npreload = true\napp = "plain:app"\n')
+    result = run_prefork("-t", "-c", tmp_path / "both.toml", "--chdir", str(APPS))
+    assert result.returncode == 1
+    assert f"{tmp_path / 'both.toml'}: keys 'reload' and 'preload' are both true" in result.stderr, result.stderr
+
+
+def test_daemon_names_the_listeners_that_speak_tls(tmp_path, certificates):
+    pidfile = tmp_path / "d.pid"
+    result = run_prefork("-D", "-p", pidfile, "-w", "1", "--certfile", certificates.server_pem, "--keyfile",
+                         certificates.server_key, "-b", "127.0.0.1:0", "-b", "http://127.0.0.1:0")
+    assert result.returncode == 0, result.stderr
+    pid = int(pidfile.read_text())
+    try:
+        banner = next(line for line in result.stderr.splitlines() if "running in the background" in line)
+        assert re.search(r"listening on 127\.0\.0\.1:0 \(port \d+\) \(TLS\), http://127\.0\.0\.1:0 \(port \d+\)$",
+                         banner), banner
+    finally:
+        os.killpg(os.getpgid(pid), signal.SIGKILL)

@@ -561,8 +561,9 @@ class Arbiter:
         systemd.notify("READY=1", self.status())
 
     def new_master_exited(self, code: int) -> None:
-        log.error("new master %d exited with %d: upgrade abandoned, this master carries on",
-                  self.new_master, code)
+        # Exit 0 is a rollback asked for (QUIT of the new master), anything else a failure.
+        log.log(logging.INFO if code == 0 else logging.ERROR,
+                "new master %d exited with %d: upgrade abandoned, this master carries on", self.new_master, code)
         self.new_master = None
         self.pidfile.restore_from_oldbin()
         if self.paused:
