@@ -117,3 +117,27 @@ def test_the_landing_page_says_what_runs_and_links_every_route(start_server):
     for link in (b"/status.html", b"/status", b"/metrics", b"/health", b"/plaintext", b"/json", b"/echo"):
         assert b'href="' + link in page or b"<code>" + link in page
     assert b"<td>workers</td><td>2</td>" in page and b"<td>dispatch</td><td>inline</td>" in page
+
+
+def test_counts_stay_whole_when_workers_exit(start_server):
+    """A worker that exits (recycled here every 40 requests; a reload or a crash alike) leaves
+    every counter with the master, its last requests included: the sums in /status and over the
+    series of /metrics (worker="exited" for the workers gone) count every request once."""
+    server = start_server("-w", "1", "-b", "127.0.0.1:0", "--max-requests", "40")
+    for _ in range(200):  # a new connection each, so requests queue for the next worker meanwhile
+        assert get(server.port, "/plaintext")[0] == 200
+    polls = iter(range(1, 1000))
+
+    def whole():
+        k = next(polls)  # this poll is request 200 + k, its own response not yet counted
+        doc = status(server.port)
+        return doc["requests"] == 200 + k and doc["responses"]["2xx"] == 200 + k - 1 and (k, doc)
+
+    k, doc = wait_until(whole, 10, message="every request and response counted")
+    assert doc["bytes_sent"] >= 200 * 13 and doc["master"]["respawns"] == 0
+    response = httpx.get(f"http://127.0.0.1:{server.port}/metrics", timeout=5)
+    families = {f.name: f for f in text_string_to_metric_families(response.text)}
+    requests = {s.labels["worker"]: s.value for s in families["prefork_requests"].samples}
+    assert "exited" in requests and sum(requests.values()) == 200 + k + 1, requests
+    responses = sum(s.value for s in families["prefork_responses"].samples if s.labels["code"] == "2xx")
+    assert responses == 200 + k

@@ -64,16 +64,20 @@ class Status:
         cells = self.board.snapshot() if self.board is not None else []
         master = (self.board.read_master() if self.board is not None else None) or {}
         workers = [_worker_entry(cell, now) for cell in sorted(cells, key=lambda c: (c["generation"], c["slot"]))]
+        exited = _exited_entry(master)
         sums = {name: sum(entry[name] for entry in workers) for name in SUMMED}
         for name in ("accepted", "handled", "requests"):
-            sums[name] += master.get(f"retired_{name}", 0)
-        responses = {name: sum(entry["responses"][name] for entry in workers) for name in RESPONSE_CLASSES}
+            sums[name] += exited[name]
+        responses = {name: sum(entry["responses"][name] for entry in workers) + exited["responses"][name]
+                     for name in RESPONSE_CLASSES}
+        bytes_sent = sum(entry["bytes_sent"] for entry in workers) + exited["bytes_sent"]
         started = master.get("started") or worker.started
         return {
             "version": __version__,
             "time": wall,
             **sums,
             "responses": responses,
+            "bytes_sent": bytes_sent,
             "draining": bool(master.get("draining")) or worker.stopping,
             "master": {
                 "pid": master.get("pid", 0),
@@ -84,6 +88,7 @@ class Status:
                 "uptime": now - started,
             },
             "workers": workers,
+            "exited": exited,
         }
 
     def draining(self) -> bool:
@@ -125,6 +130,16 @@ def _worker_entry(cell: dict, now: float) -> dict:
     return entry
 
 
+def _exited_entry(master: dict) -> dict:
+    """What the workers that exited had counted (the master's retired totals), in the shape of
+    a worker's entry: /metrics gives it as the series worker="exited"."""
+    entry = {name: master.get(f"retired_{name}", 0) for name in ("accepted", "handled", "requests", "bytes_sent")}
+    entry["responses"] = {name: master.get(f"retired_responses_{name}", 0) for name in RESPONSE_CLASSES}
+    entry["duration_sum"] = master.get("retired_duration_sum", 0.0)
+    entry["durations"] = [master.get(f"retired_duration_bucket_{i}", 0) for i in range(len(DURATION_BUCKETS) + 1)]
+    return entry
+
+
 # -- the Prometheus text exposition format (0.0.4) ------------------------------------------------
 
 _WORKER_FAMILIES = (
@@ -150,19 +165,29 @@ def prometheus(document: dict) -> str:
 
     workers = document["workers"]
     labels = [f'worker="{w["slot"]}",generation="{w["generation"]}",pid="{w["pid"]}"' for w in workers]
+    # The counters go on with one more series, worker="exited": what the workers that exited had
+    # counted, so that a sum over the series never drops at a reload or a recycled worker.
+    exited = document["exited"]
+    counted, counted_labels = list(workers), list(labels)
+    if exited["accepted"] or exited["requests"]:
+        counted.append(exited)
+        counted_labels.append('worker="exited"')
     for name, kind, text, value in _WORKER_FAMILIES:
         family(name, kind, text)
-        lines.extend(f"{name}{{{label}}} {value(w)}" for w, label in zip(workers, labels))
+        if kind == "counter":
+            lines.extend(f"{name}{{{label}}} {value(w)}" for w, label in zip(counted, counted_labels))
+        else:
+            lines.extend(f"{name}{{{label}}} {value(w)}" for w, label in zip(workers, labels))
     family("prefork_connections", "gauge", "Client connections by state, as nginx's stub_status counts them.")
     for w, label in zip(workers, labels):
         lines.extend(f'prefork_connections{{{label},state="{state}"}} {w[state]}'
                      for state in ("reading", "writing", "waiting"))
     family("prefork_responses_total", "counter", "Responses sent, by status class.")
-    for w, label in zip(workers, labels):
+    for w, label in zip(counted, counted_labels):
         lines.extend(f'prefork_responses_total{{{label},code="{code}"}} {w["responses"][code]}'
                      for code in RESPONSE_CLASSES)
     family("prefork_request_duration_seconds", "histogram", "Time from the request head to the end of the response.")
-    for w, label in zip(workers, labels):
+    for w, label in zip(counted, counted_labels):
         cumulative = 0
         for bound, count in zip(DURATION_BUCKETS + (float("inf"),), w["durations"]):
             cumulative += count

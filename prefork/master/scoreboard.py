@@ -39,13 +39,17 @@ WORKER_FIELDS = (
     ("responses_5xx", "q"), ("duration_sum", "d"),
 ) + tuple((f"duration_bucket_{i}", "q") for i in range(len(DURATION_BUCKETS) + 1))
 WORKER_NAMES = tuple(name for name, _ in WORKER_FIELDS)
+# The counters of a cell: when its worker is reaped they go to the master's retired totals, so
+# that a sum over the workers and the retired never goes backwards (a reload, a recycled worker).
+COUNTERS = ("accepted", "handled", "requests", "bytes_sent") + tuple(
+    name for name in WORKER_NAMES if name.startswith(("responses_", "duration_")))
 FIELDS = struct.Struct("=" + "".join(kind for _, kind in WORKER_FIELDS))
 CELL_SIZE = SEQUENCE.size + FIELDS.size
 # The master's own figures, in a cell of the same kind at the start of the region.
 MASTER_FIELDS = (("pid", "q"), ("generation", "q"), ("cells", "q"), ("started", "d"), ("reloads", "q"),
                  ("respawns", "q"), ("draining", "q"),
                  # what exited workers had counted, so that sums never go backwards
-                 ("retired_accepted", "q"), ("retired_handled", "q"), ("retired_requests", "q"))
+                 ) + tuple((f"retired_{name}", kind) for name, kind in WORKER_FIELDS if name in COUNTERS)
 MASTER_NAMES = tuple(name for name, _ in MASTER_FIELDS)
 HEADER = struct.Struct("=" + "".join(kind for _, kind in MASTER_FIELDS))
 HEADER_SIZE = SEQUENCE.size + HEADER.size
@@ -126,8 +130,7 @@ class Scoreboard:
         last = self.read(cell.index)
         if last is not None and last["pid"]:
             master = self.master
-            self.publish_master(**{f"retired_{name}": master[f"retired_{name}"] + last[name]
-                                   for name in ("accepted", "handled", "requests")})
+            self.publish_master(**{f"retired_{name}": master[f"retired_{name}"] + last[name] for name in COUNTERS})
         write_cell(self.memory, self.words, cell.offset, EMPTY)
         self.free.append(cell.index)
 

@@ -132,6 +132,10 @@ class Worker:
         if self.board is not None:
             self.board.update(self)
         self.reactor.run()
+        if self.board is not None:
+            # The last figures, for the master to add to its retired totals: what was served
+            # since the last heartbeat would be lost from /status and /metrics otherwise.
+            self.board.update(self)
         if self.access_log is not None:
             self.access_log.close()
         return 0
