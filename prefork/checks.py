@@ -1,7 +1,8 @@
 """`prefork -t`: what start-up would find, checked without starting.
 
 Parsing the configuration already checked every value's type; this looks at the machine: the
-user and group exist, log files can be created, the static root is a directory, the listening
+user and group exist, log files and the pidfile can be created, the static root is a directory
+(start-up only logs that one: every request under it would be a 404), the listening
 addresses parse, the TLS certificate and key load (the master's own code builds the context),
 the app imports and names a callable (gunicorn's --check-config loads it too).
 Each problem names the key, the value and where it was set.
@@ -35,6 +36,14 @@ def problems(config) -> list[str]:
             why = _not_writable(path)
             if why:
                 bad(key, why)
+    if config.pid:  # the master writes it through a temporary file beside it, then renames it
+        directory = os.path.dirname(os.path.abspath(config.pid))
+        if os.path.isdir(config.pid):
+            bad("pid", "is a directory")
+        else:
+            why = _not_writable(os.path.join(directory, f".prefork-check.{os.getpid()}"))
+            if why:
+                bad("pid", why)
     root = config.static_root
     if root and not os.path.isdir(root):
         bad("static_root", "no such directory" if not os.path.exists(root) else "not a directory")

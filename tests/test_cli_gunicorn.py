@@ -12,16 +12,19 @@ import os
 import re
 import signal
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from support.client import connect, get, read_response, recv_until_closed
-from support.command import run_prefork
+from support.command import checkout_env, run_prefork
 from support.logs import listening
 from support.paths import APPS, REPO
 from support.polling import wait_until
+from support.ports import free_port
 from support.processes import alive, children, title
 
 import prefork
@@ -606,3 +609,29 @@ def test_daemon_names_the_listeners_that_speak_tls(tmp_path, certificates):
                          banner), banner
     finally:
         os.killpg(os.getpgid(pid), signal.SIGKILL)
+
+
+@pytest.mark.timeout(60)
+def test_python_dash_m_prefork_is_the_command_and_upgrades_as_itself(tmp_path):
+    """`python -m prefork` (as `python -m gunicorn`), for running it with a chosen interpreter;
+    a USR2 upgrade starts the new master the same way."""
+    pidfile, log = tmp_path / "p.pid", tmp_path / "out.log"
+    port = free_port()
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "prefork", "-w", "1", "-b", f"127.0.0.1:{port}", "--pid",
+                                 str(pidfile)], cwd=tmp_path, env=checkout_env(), stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        wait_until(lambda: pidfile.exists() and pidfile.read_text().strip() == str(proc.pid), 10, message="the pidfile")
+        assert get_and_close(port, "/plaintext")[2] == b"Hello, World!"
+        proc.send_signal(signal.SIGUSR2)
+        new = wait_until(lambda: pidfile.exists() and (pid := int(pidfile.read_text() or 0)) != proc.pid and pid, 15,
+                         message="the new master's pidfile")
+        wait_until(lambda: any(title(child).startswith("prefork: worker") for child in children(new)), 15,
+                   message="the new master's worker")
+        proc.send_signal(signal.SIGQUIT)
+        assert proc.wait(15) == 0
+        assert get_and_close(port, "/plaintext")[2] == b"Hello, World!"  # the new master serves
+        assert title(new).startswith("prefork: master"), title(new)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)

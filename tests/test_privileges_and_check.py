@@ -56,6 +56,8 @@ def test_workers_as_nobody_log_to_a_root_only_directory_and_reopen_on_usr1(start
     (["--static-root", "/no/such/root"], "static_root", "/no/such/root"),
     (["--static-root", "/etc/hostname"], "static_root", "/etc/hostname"),
     (["--status-bind", "127.0.0.1:99999"], "status_bind", "127.0.0.1:99999"),
+    (["--pid", "/no/such/dir/prefork.pid"], "pid", "/no/such/dir/prefork.pid"),
+    (["--pid", "/proc/prefork.pid"], "pid", "/proc/prefork.pid"),
     (["--chdir", APPS, "plain:TEXT"], "app", "plain:TEXT"),  # a list, not a callable
     (["--chdir", APPS, "no_such_module:app"], "app", "no_such_module:app"),
 ])

@@ -44,6 +44,10 @@ def inherited_sockets() -> dict[str, tuple[list, bool]]:
 def command(argv: list[str]) -> list[str]:
     """The command line that started us, to run again: the interpreter and the script, as gunicorn."""
     script = argv[0] if argv else ""
+    if os.path.basename(script) == "__main__.py":
+        # `python -m prefork`: run as a module again (as a script, its directory would come first
+        # on sys.path, and prefork/http would hide the standard library's http).
+        return [sys.executable, "-m", "prefork", *argv[1:]]
     if script and os.path.exists(script):
         return [sys.executable, script, *argv[1:]]
     return [sys.executable, "-c", "import sys; from prefork.cli import main; sys.exit(main())", *argv[1:]]
