@@ -155,11 +155,12 @@ class LogRecord:
     """The atoms of gunicorn's access_log_format (%(h)s, %(r)s, %({name}i)s...), computed only
     when the format uses them."""
 
-    __slots__ = ("peer", "request", "status", "size", "duration", "when", "response_headers")
+    __slots__ = ("peer", "request", "status", "size", "duration", "when", "response_headers", "request_line")
 
-    def __init__(self, peer, request, status, size, duration, when, response_headers=None):
+    def __init__(self, peer, request, status, size, duration, when, response_headers=None, request_line=None):
         self.peer, self.request, self.status, self.size = peer, request, status, size
         self.duration, self.when, self.response_headers = duration, when, response_headers
+        self.request_line = request_line  # a refused head's first line as it came, when request is None
 
     def __getitem__(self, atom: str) -> str:
         request = self.request
@@ -227,7 +228,7 @@ def _basic_auth_user(record: LogRecord) -> str:
 def _request_line(record: LogRecord) -> str:
     request = record.request
     if request is None:
-        return "-"
+        return escape(record.request_line)
     return f"{escape(request.method)} {escape(request.target)} HTTP/{escape(request.version)}"
 
 
@@ -290,10 +291,12 @@ class AccessLog:
             os.close(old)
 
     def write(self, peer: str, request, status: int, size: int, duration: float = 0.0,
-              response_headers: bytes | None = None) -> None:
+              response_headers: bytes | None = None, request_line: bytes | None = None) -> None:
         """peer: the client's address ("" for a unix-socket peer); response_headers: the app's
-        serialized header lines, for %({name}o)s."""
-        line = self.format % LogRecord(peer, request, status, size, duration, time.time(), response_headers)
+        serialized header lines, for %({name}o)s; request_line: with no request (refused), the
+        first line that came, for %(r)s."""
+        line = self.format % LogRecord(peer, request, status, size, duration, time.time(), response_headers,
+                                       request_line)
         try:
             os.write(self.fd, line.encode("utf-8", "backslashreplace") + b"\n")
         except OSError:

@@ -67,12 +67,13 @@ _EMPTY = EmptyBody()
 # Parsed-but-unanswered input we keep before we stop reading the socket: a whole request head
 # fits, and a client that pipelines without reading is stopped by TCP flow control beyond it.
 _INPUT_LIMIT = 128 * 1024
+REFUSED_LINE_LOGGED = 2048  # bytes of a refused head's first line that the access log shows
 
 
 class HttpConnection:
     __slots__ = ("worker", "reactor", "transport", "fd", "deadline", "handler", "parser", "request",
                  "exchange", "body", "body_size", "keep_alive", "head_started", "chunked_out", "status",
-                 "sent_body", "dispatching", "client", "trusted", "response_headers")
+                 "sent_body", "dispatching", "client", "trusted", "response_headers", "refused")
 
     def __init__(self, worker, transport, handler=None):
         self.worker = worker
@@ -97,6 +98,7 @@ class HttpConnection:
         self.status = 0
         self.sent_body = 0
         self.response_headers = None  # the app's header lines, kept for the access log's %({name}o)s
+        self.refused = None  # the first line of a head refused before it was a Request (the access log's)
         self.dispatching = False  # inside handler(): a response that ends must not re-enter data_received()
         self.head_started = self.reactor.now
         self.deadline.set(self.head_started + worker.config.header_timeout)
@@ -148,10 +150,11 @@ class HttpConnection:
                 # Backpressure: leave the rest of the pipeline unparsed until the output drains.
                 transport.on_drain = self._resume
                 break
+            start = parser.pos  # where a head that is refused began (for the access log)
             try:
                 event = parser.next_event()
             except ProtocolError as exc:
-                self.reject(exc.status)
+                self.reject(exc.status, start)
                 break
             kind = type(event)
             if kind is Request:
@@ -284,6 +287,16 @@ class HttpConnection:
         left to answer (asked only once read_closed is true: off the common path)."""
         return self.parser.pos == len(self.parser.buf)
 
+    def refused_line(self, start: int) -> bytes | None:
+        """The first line of a head refused before it became a Request, as it arrived from
+        parser.buf[start:] (at most REFUSED_LINE_LOGGED bytes), for the access log: what was
+        sent, as nginx logs it."""
+        buf = self.parser.buf
+        while start < len(buf) and buf[start] in b"\r\n":  # empty lines before a request are allowed
+            start += 1
+        end = buf.find(b"\r\n", start, start + REFUSED_LINE_LOGGED)
+        return bytes(buf[start:end if end >= 0 else start + REFUSED_LINE_LOGGED]) or None
+
     def idle(self) -> bool:
         return (self.exchange is None and self.body is None and not self.parser.buffered
                 and not self.transport.out_len)
@@ -409,11 +422,14 @@ class HttpConnection:
         if not self.dispatching:
             self._resume()
 
-    def reject(self, status: int) -> None:
+    def reject(self, status: int, start: int | None = None) -> None:
         """Answer a protocol error and close: nothing after a bad request can be trusted. It is
-        counted and logged as any response is, with the request if its head was read."""
+        counted and logged as any response is, with the request if its head was read, else with
+        the first line of what came (start: where in the parser's buffer the head began, if the
+        parser has moved past it)."""
         if self.exchange is None and self.body is None:
             self.request = None  # the head that failed (or the previous request's, long done)
+            self.refused = self.refused_line(self.parser.pos if start is None else start)
         self.exchange = None  # a handler still working (a hung worker's) answers nothing more
         transport = self.transport
         transport.closing = True

@@ -261,8 +261,12 @@ class Worker:
         self.count(conn.status, conn.sent_body, duration)
         if self.access_log is not None:
             request = conn.request
-            client = conn.client_and_scheme(request)[0] if request is not None else conn.client[0]
-            self.access_log.write(client, request, conn.status, conn.sent_body, duration, conn.response_headers)
+            if request is not None:
+                self.access_log.write(conn.client_and_scheme(request)[0], request, conn.status, conn.sent_body,
+                                      duration, conn.response_headers)
+            else:  # refused before it was a request: its first line as it came
+                self.access_log.write(conn.client[0], None, conn.status, conn.sent_body, duration,
+                                      request_line=conn.refused)
             conn.response_headers = None  # not the next response's (a refused request has none)
 
     def connection_states(self) -> tuple[int, int, int]:
