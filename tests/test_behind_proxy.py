@@ -8,6 +8,7 @@ import json
 import os
 import pwd
 import shutil
+import signal
 import socket
 import stat
 import struct
@@ -205,3 +206,33 @@ def test_a_unix_socket_peer_may_set_forwarded_headers(start_server, tmp_path):
         sock.connect(str(path))
         environ = environ_of(sock, b"X-Forwarded-For: 203.0.113.5\r\nX-Forwarded-Proto: https\r\n")
     assert (environ["REMOTE_ADDR"], environ["wsgi.url_scheme"]) == ("203.0.113.5", "https")
+
+
+def unix_get(path, target: str = "/plaintext") -> int:
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(10)
+        sock.connect(str(path))
+        sock.sendall(f"GET {target} HTTP/1.1\r\nHost: a\r\n\r\n".encode())
+        return read_response(sock)[0]
+
+
+@pytest.mark.timeout(40)
+def test_a_stopping_server_never_removes_the_socket_of_the_server_that_replaced_it(start_server, tmp_path):
+    """A graceful stop removes its unix socket at once (new connections fail there); a server
+    started meanwhile on the same path binds it, and the old one's exit must leave that one's
+    socket file alone."""
+    path = tmp_path / "app.sock"
+    old = start_server("-w", "1", "-b", f"unix:{path}", "--chdir", APPS, "plain:app", expect_ports=0)
+    wait_until(lambda: path.exists() and unix_get(path, "/hello") == 200, 10, message="the old server serving")
+    with socket.socket(socket.AF_UNIX) as slow:
+        slow.settimeout(15)
+        slow.connect(str(path))
+        slow.sendall(b"GET /sleep?ms=2000 HTTP/1.1\r\nHost: a\r\n\r\n")  # keeps the old server draining
+        old.send_signal(signal.SIGQUIT)
+        wait_until(lambda: not path.exists(), 5, message="the old server to remove its socket")
+        new = start_server("-w", "1", "-b", f"unix:{path}", "--pid", str(tmp_path / "new.pid"), expect_ports=0)
+        wait_until(lambda: path.exists() and unix_get(path) == 200, 10, message="the new server on the path")
+        assert read_response(slow)[0] == 200
+    assert old.proc.wait(10) == 0
+    assert path.exists() and unix_get(path) == 200, "the old server removed the new one's socket"
+    new.stop()

@@ -375,16 +375,18 @@ def blocked_signals(pid: int) -> int:
 
 
 @pytest.mark.timeout(30)
-def test_a_second_server_refuses_the_pidfile_of_a_running_master(start_server, tmp_path):
+@pytest.mark.parametrize("name", [[], ["-n", "myapp"]], ids=["default-title", "own-title"])
+def test_a_second_server_refuses_the_pidfile_of_a_running_master(start_server, tmp_path, name):
     """Two servers given one pidfile: the second must not take it over (it would delete it at
-    exit, and `prefork -s` could no longer reach the first): it exits 1 saying why."""
+    exit, and `prefork -s` could no longer reach the first): it exits 1 saying why, whatever
+    title the first one's processes have."""
     pidfile = tmp_path / "p.pid"
-    first = start_server("-w", "1", "-b", "127.0.0.1:0", "--pid", str(pidfile))
+    first = start_server("-w", "1", "-b", "127.0.0.1:0", "--pid", str(pidfile), *name)
     wait_until(lambda: pidfile.exists() and pidfile.read_text().strip() == str(first.proc.pid), 10,
                message="the first master's pidfile")
     second = run_prefork("-w", "1", "-b", "127.0.0.1:0", "--pid", str(pidfile), timeout=20)
     assert second.returncode == 1, second.stderr
-    assert f"the pidfile {pidfile} names prefork master {first.proc.pid}, which is running" in second.stderr
+    assert f"the pidfile {pidfile} is held by a running prefork master (pid {first.proc.pid})" in second.stderr
     assert pidfile.read_text().strip() == str(first.proc.pid)
     control(pidfile, "quit")
     assert first.proc.wait(10) == 0
@@ -392,11 +394,14 @@ def test_a_second_server_refuses_the_pidfile_of_a_running_master(start_server, t
 
 
 @pytest.mark.timeout(30)
-def test_a_pidfile_naming_a_process_that_is_not_prefork_is_overwritten(start_server, tmp_path):
-    """A pidfile left by a master that was killed, its pid since reused by another program:
-    not a running server, so the new master writes its own pid there."""
+@pytest.mark.parametrize("other_command", [["sleep", "60"], [sys.executable, "-c", "import time; time.sleep(60)",
+                                                                 "prefork: master [-w 1]"]], ids=["sleep", "lookalike"])
+def test_a_pidfile_left_by_a_dead_master_is_overwritten(start_server, tmp_path, other_command):
+    """A pidfile left by a master that was killed, its pid since reused by another program, even
+    one whose command line says prefork: no running master holds it, so the new master writes
+    its own pid there."""
     pidfile = tmp_path / "p.pid"
-    with subprocess.Popen(["sleep", "60"]) as other:
+    with subprocess.Popen(other_command) as other:
         try:
             pidfile.write_text(f"{other.pid}\n")
             server = start_server("-w", "1", "-b", "127.0.0.1:0", "--pid", str(pidfile))

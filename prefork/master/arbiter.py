@@ -148,7 +148,7 @@ class Arbiter:
             # and `prefork -s` could no longer reach the first (gunicorn refuses this too).
             running = self.pidfile.running_master()
             if running is not None:
-                log.error("cannot start: the pidfile %s names prefork master %d, which is running; "
+                log.error("cannot start: the pidfile %s is held by a running prefork master (pid %d); "
                           "stop it, or give this server a pidfile of its own (--pid)", self.config.pid, running)
                 return False
         rlimits.raise_nofile(self.config.worker_connections)
@@ -438,7 +438,8 @@ class Arbiter:
         self.stopping = "graceful" if graceful else "fast"
         log.info("%s shutdown (%s)", self.stopping, why)
         if self.board is not None:
-            self.board.publish_master(draining=1)  # /health answers 503 from now on
+            # /health answers 503 from now on; the workers told to stop close the sockets
+            self.board.publish_master(draining=1, stopping=1)
         if self.new_master is None:  # else the new master is the service now: not stopping
             systemd.notify("STOPPING=1", f"STATUS={self.stopping} shutdown")
         self.set_title()
@@ -656,7 +657,7 @@ class Arbiter:
         if pid == 0:
             served = {sock.fileno() for sock, _, _ in sockets}
             others = ([sock.fileno() for l in self.listenings for sock in l.sockets] + list(self.pipe)
-                      + self.command_fds())
+                      + self.command_fds() + self.pidfile.descriptors())
             child.run_worker(master, self.config, sockets, slot, self.generation, cell, self.app,
                              served, others, mask, self.tls_context, self.worker_stderr())
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)

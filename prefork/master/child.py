@@ -55,6 +55,11 @@ class Report:
         """The whole board, which the status page reads."""
         return self.cell.board
 
+    def server_stopping(self) -> bool:
+        """Whether the whole server stops (not only this worker: a reload, a recycle, TTOU)."""
+        master = self.cell.board.read_master()
+        return bool(master and master["stopping"])
+
     def update(self, worker) -> None:
         self.cell.update(worker)
         if worker.stopping and not self.shown_stopping:

@@ -48,6 +48,7 @@ CELL_SIZE = SEQUENCE.size + FIELDS.size
 # The master's own figures, in a cell of the same kind at the start of the region.
 MASTER_FIELDS = (("pid", "q"), ("generation", "q"), ("cells", "q"), ("started", "d"), ("reloads", "q"),
                  ("respawns", "q"), ("draining", "q"),
+                 ("stopping", "q"),  # the whole server stops: workers close the listening sockets
                  # what exited workers had counted, so that sums never go backwards
                  ) + tuple((f"retired_{name}", kind) for name, kind in WORKER_FIELDS if name in COUNTERS)
 MASTER_NAMES = tuple(name for name, _ in MASTER_FIELDS)

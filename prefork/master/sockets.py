@@ -41,6 +41,9 @@ class Listening:
     per_slot: bool = False
     backlog: int = 2048
     origin: str = "bound"  # "bound", "inherited" (upgrade), "systemd" or "fd"
+    # (st_dev, st_ino) of the unix socket file we bound: only that file is ours to remove (once
+    # a stop has removed it, another server may bind the path again).
+    identity: tuple | None = None
 
     def grow(self, slots: int) -> bool:
         """Bind SO_REUSEPORT sockets until there is one per slot; False if the kernel refused."""
@@ -55,11 +58,14 @@ class Listening:
     def close(self, unlink: bool = True) -> None:
         for sock in self.sockets:
             sock.close()
-        if unlink and self.address.kind == "unix" and self.origin == "bound":
+        if unlink and self.address.kind == "unix" and self.origin == "bound" and self.identity is not None:
             try:
-                os.unlink(self.address.path)
+                found = os.stat(self.address.path)
+                if (found.st_dev, found.st_ino) == self.identity:
+                    os.unlink(self.address.path)
             except OSError:
                 pass
+            self.identity = None
 
     def protocol(self, tls_by_default: bool) -> str:
         """What its workers speak: the address's protocol, or "https" for a TCP socket whose
@@ -135,17 +141,28 @@ def _unix_socket(address: Address, backlog: int, umask: int | None = None,
         finally:
             probe.close()
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    bound = False
     try:
         sock.bind(path)
+        bound = True
         os.chmod(path, unix_socket_mode(address, umask))  # before listen(): no one connected yet
         uid, gid = owner
         if uid is not None or gid is not None:
             # The workers' user and group own it, as gunicorn does: with unix:PATH?mode=660 the
             # proxy gets in by being in that group (nginx's www-data), not in root's.
-            os.chown(path, -1 if uid is None else uid, -1 if gid is None else gid)
+            try:
+                os.chown(path, -1 if uid is None else uid, -1 if gid is None else gid)
+            except OSError as exc:
+                raise OSError(exc.errno, f"cannot give it to the user and group of the workers ({exc.strerror}); "
+                                         "set user and group only when starting as root") from None
         sock.listen(backlog)
     except OSError as exc:
         sock.close()
+        if bound:
+            try:
+                os.unlink(path)  # ours, just bound: leave nothing behind
+            except OSError:
+                pass
         raise BindError(f"cannot listen on {address.text}: {exc.strerror}") from None
     sock.set_inheritable(True)
     return sock
@@ -155,7 +172,9 @@ def bind_address(address: Address, slots: int, reuse_port: bool, backlog: int,
                  umask: int | None = None, owner: tuple[int | None, int | None] = (None, None)) -> Listening:
     """Bind one address: `slots` SO_REUSEPORT sockets for TCP with reuse_port, else one."""
     if address.kind == "unix":
-        return Listening(address, [_unix_socket(address, backlog, umask, owner)], backlog=backlog)
+        sock = _unix_socket(address, backlog, umask, owner)
+        found = os.stat(address.path)
+        return Listening(address, [sock], backlog=backlog, identity=(found.st_dev, found.st_ino))
     if address.kind == "fd":
         try:
             sock = socket.socket(fileno=address.fd)

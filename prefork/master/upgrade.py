@@ -44,7 +44,8 @@ def inherited_sockets() -> dict[str, tuple[list, bool]]:
 def command(argv: list[str]) -> list[str]:
     """The command line that started us, to run again: the interpreter and the script, as gunicorn."""
     script = argv[0] if argv else ""
-    if os.path.basename(script) == "__main__.py":
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    if spec is not None and spec.name == "prefork.__main__":
         # `python -m prefork`: run as a module again (as a script, its directory would come first
         # on sys.path, and prefork/http would hide the standard library's http).
         return [sys.executable, "-m", "prefork", *argv[1:]]

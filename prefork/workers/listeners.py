@@ -38,11 +38,10 @@ class Listener:
             self.worker.reactor.unregister(self.fd)
 
     def close(self) -> None:
-        """Stop for good: accept what already waits in the queue (closing the last descriptor
-        of a listening socket resets every connection queued there), then close ours. The
-        master keeps its own while other workers serve the socket (a reload, a recycled worker);
-        at a stop it has closed it first, so the socket goes and new connections are refused
-        at once, as with nginx, instead of waiting unanswered until the server exits."""
+        """At the server's stop: accept what already waits in the queue (closing the last
+        descriptor of a listening socket resets every connection queued there), then close
+        ours. The master has closed its own first, so the socket goes and new connections are
+        refused at once, as with nginx, instead of waiting unanswered until the server exits."""
         worker = self.worker
         before = -1
         while worker.accepted != before and not worker.at_capacity():

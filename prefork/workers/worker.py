@@ -297,8 +297,11 @@ class Worker:
         if self.stopping:
             return
         self.stopping = True
+        # At the server's stop the sockets close (each worker takes what is queued first); when
+        # only this worker goes (a reload, a recycle, TTOU), the next one serves them: pause.
+        closing = self.board is None or self.board.server_stopping()
         for listener in self.listeners:
-            listener.close()
+            listener.close() if closing else listener.pause()
         if self.board is not None:  # master: the scoreboard and the title show "shutting down"
             self.board.update(self)
         self._close_idle()
