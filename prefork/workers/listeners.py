@@ -43,8 +43,11 @@ class Listener:
         ours. The master has closed its own first, so the socket goes and new connections are
         refused at once, as with nginx, instead of waiting unanswered until the server exits."""
         worker = self.worker
+        # At most what the queue holds (its backlog): under a steady flow of new connections
+        # the loop would go on taking them instead of closing.
+        last = worker.accepted + worker.config.backlog
         before = -1
-        while worker.accepted != before and not worker.at_capacity():
+        while worker.accepted != before and worker.accepted < last and not worker.at_capacity():
             before = worker.accepted
             self.on_events(EPOLLIN)
         self.pause()
