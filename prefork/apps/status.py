@@ -174,10 +174,8 @@ def prometheus(document: dict) -> str:
         counted_labels.append('worker="exited"')
     for name, kind, text, value in _WORKER_FAMILIES:
         family(name, kind, text)
-        if kind == "counter":
-            lines.extend(f"{name}{{{label}}} {value(w)}" for w, label in zip(counted, counted_labels))
-        else:
-            lines.extend(f"{name}{{{label}}} {value(w)}" for w, label in zip(workers, labels))
+        rows = zip(counted, counted_labels) if kind == "counter" else zip(workers, labels)
+        lines.extend(f"{name}{{{label}}} {value(w)}" for w, label in rows)
     family("prefork_connections", "gauge", "Client connections by state, as nginx's stub_status counts them.")
     for w, label in zip(workers, labels):
         lines.extend(f'prefork_connections{{{label},state="{state}"}} {w[state]}'

@@ -161,7 +161,7 @@ class Arbiter:
         try:
             self.listenings = bind_all(self.config.bind + status_binds(self.config), count, self.config.reuse_port,
                                        self.config.backlog, inherited, activated, self.config.umask,
-                                       self.socket_owner(self.config))
+                                       self.workers_owner(self.config))
         except BindError as exc:
             log.error("%s", exc)
             return False
@@ -334,21 +334,17 @@ class Arbiter:
             log.error("cannot open %s for stderr: %s", self.config.error_log, exc.strerror)
 
     @staticmethod
-    def socket_owner(config) -> tuple[int | None, int | None]:
-        """(uid, gid) of the workers' user and group, for the unix sockets (None: unchanged)."""
+    def workers_owner(config) -> tuple[int | None, int | None]:
+        """(uid, gid) of the workers' user and group, who own the log files and the unix sockets
+        the master creates (None: unchanged)."""
         try:
             uid, gid, _ = privileges.resolve(config.user, config.group)
         except privileges.PrivilegeError:
             return None, None  # the workers report it when they boot
         return uid, gid
 
-    @staticmethod
-    def prepare_logs(config) -> None:
-        try:
-            uid, gid, _ = privileges.resolve(config.user, config.group)
-        except privileges.PrivilegeError:
-            return  # the workers report it when they boot
-        prepare_log_files((config.access_log, config.error_log), uid, gid)
+    def prepare_logs(self, config) -> None:
+        prepare_log_files((config.access_log, config.error_log), *self.workers_owner(config))
 
     def handle_usr1(self) -> None:
         log.info("reopening log files (USR1)")

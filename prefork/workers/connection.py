@@ -429,7 +429,8 @@ class HttpConnection:
         parser has moved past it)."""
         if self.exchange is None and self.body is None:
             self.request = None  # the head that failed (or the previous request's, long done)
-            self.refused = self.refused_line(self.parser.pos if start is None else start)
+            if self.worker.access_log is not None:  # only the access log shows it
+                self.refused = self.refused_line(self.parser.pos if start is None else start)
         self.exchange = None  # a handler still working (a hung worker's) answers nothing more
         transport = self.transport
         transport.closing = True
