@@ -247,6 +247,22 @@ def test_browser_heads_one_read_each_or_pipelined(heads, changes, mutated, draw)
 
 
 
+@pytest.mark.parametrize("head", [
+    b"CONNECT \n.example:443 HTTP/1.1\r\nHost: a.example:443\r\n\r\n",  # llhttp ends the line at the LF
+    b"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+    b"CONNECT a.example:443 HTTP/1.1\r\nHost: a.example:443\r\n\r\n",
+])
+@pytest.mark.parametrize("after", [b"", b"CONNECT a.example:443 HTTP/1.1\r\nHost: a.example:443\r\n\r\n"])
+def test_connect_and_upgrade_heads_get_the_python_verdict(head, after):
+    """llhttp stops at a CONNECT or an Upgrade, having read the head by its rules for those (a
+    bare LF ends a CONNECT's request-line, and the rest becomes a field): hypothesis found it
+    accepting one the Python parser refuses. Alone, or after a head it remembered."""
+    for reads in ([after + head], [after, head] if after else [head]):
+        python = trace(REQUEST_PARSERS["python"], reads, [100] * len(reads), Limits())
+        for name in ("httptools", "httptools-lazy"):
+            assert trace(REQUEST_PARSERS[name], reads, [100] * len(reads), Limits()) == python, (name, reads)
+
+
 @pytest.mark.parametrize("version", [b"1.0", b"1.1"])
 @pytest.mark.parametrize("fields", [
     b"Host: known.example\r\nConnection: keep-alive\r\n",

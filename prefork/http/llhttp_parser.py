@@ -156,12 +156,16 @@ class LlhttpRequestParser(RequestParser):
                 head_end = end + 4
                 # A read that is one whole head goes as it is, without a copy.
                 self.llhttp.feed_data(buf if start == 0 and head_end == len(buf) else buf[start:head_end])
-        except (HttpParserCallbackError, HttpParserUpgrade):
-            # _Stop: a body or a second message begins, after the head llhttp called back. Or
-            # CONNECT, or Upgrade: llhttp would read what follows as another protocol; prefork
-            # tunnels nothing and ignores Upgrade (RFC 9110 7.8), so the request is an ordinary
-            # one, framed by its own fields. Either way llhttp stopped mid-stream: a new one for
-            # the next head.
+        except HttpParserUpgrade:
+            # CONNECT, or Upgrade: llhttp stops where it would read another protocol, having read
+            # the head by its rules for those (a bare LF may end a CONNECT's request-line there,
+            # and the rest become fields), not ours. They are rare: the Python parser decides
+            # them, as ordinary requests framed by their own fields (prefork tunnels nothing and
+            # ignores Upgrade, RFC 9110 7.8).
+            return self._python_verdict(buf, start, end, fields_at, line_end)
+        except HttpParserCallbackError:
+            # _Stop: a body or a second message begins, after the head llhttp called back.
+            # llhttp stopped mid-stream: a new one for the next head.
             callbacks.complete = False
         except HttpParserError:
             return self._python_verdict(buf, start, end, fields_at, line_end)
